@@ -1,0 +1,1 @@
+//! Benchmarks and load tools for relay (see `benches/` and `src/bin/`).
