@@ -8,11 +8,17 @@
 //! | [`codec`] | the `Partial`/`Complete` result and the encode errors every codec shares |
 //! | [`addr`] | the SOCKS5-style address shared by the relay Addr feature and the UDP framings |
 //! | [`wire`] | relay requests, responses and features (GOST's `go-gost/relay` codec) |
+//! | [`target`] | owned dial/listen addresses handed to adapters without allocating |
+//! | [`server`] | the server handshake: deadline, auth, CONNECT, forwarding, BIND, statuses |
+//! | [`client`] | the client handshake: GOST's request bytes, lazy or immediate, never stalling |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod client;
 pub mod codec;
+pub mod server;
+pub mod target;
 pub mod wire;
 
 pub use addr::{Address, Host};
