@@ -101,6 +101,8 @@ pub enum Transport {
 }
 
 /// Where the adapter should connect.
+// The inline domain is the point: handing a target over never allocates.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DialTarget {
     /// The address the client asked for.
@@ -391,6 +393,10 @@ impl Server {
     /// The outcome of the [`DialRequest`]. Late or unexpected calls are ignored.
     pub fn dial_done(&mut self, result: Result<(), DialError>, now: Instant) {
         self.handle_timeout(now);
+        self.complete_dial(result);
+    }
+
+    fn complete_dial(&mut self, result: Result<(), DialError>) {
         let Phase::Dialing {
             network, forward, ..
         } = self.phase
@@ -456,7 +462,7 @@ impl Server {
                 self.finish(None, CloseReason::HandshakeTimeout);
             }
             Phase::Dialing { deadline, .. } if now >= deadline => {
-                self.dial_done(Err(DialError::Failed), deadline);
+                self.complete_dial(Err(DialError::Failed));
             }
             _ => {}
         }
