@@ -11,6 +11,7 @@
 //! | [`target`] | owned dial/listen addresses handed to adapters without allocating |
 //! | [`server`] | the server handshake: deadline, auth, CONNECT, forwarding, BIND, statuses |
 //! | [`client`] | the client handshake: GOST's request bytes, lazy or immediate, never stalling |
+//! | [`select`] | GOST's node selection: round-robin, random, failover, fail filter |
 //! | `sim` | (feature `sim`) a deterministic client + server + target simulation on a fake clock |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -18,6 +19,7 @@
 pub mod addr;
 pub mod client;
 pub mod codec;
+pub mod select;
 pub mod server;
 #[cfg(feature = "sim")]
 pub mod sim;

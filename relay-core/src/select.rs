@@ -1,0 +1,160 @@
+//! Choosing a node among several (forward targets, or the nodes of a chain hop), as GOST's
+//! selector does: a strategy plus a fail filter that sets a node aside after `max_fails`
+//! consecutive failures, for `fail_timeout`.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use relay_core::select::{Selector, Strategy};
+//! let t0 = Instant::now();
+//! let mut s = Selector::new(2, Strategy::RoundRobin, 1, Duration::from_secs(10));
+//! assert_eq!(s.select(t0), Some(0));
+//! assert_eq!(s.select(t0), Some(1));
+//! s.mark_failed(0, t0);
+//! assert_eq!(s.select(t0), Some(1)); // node 0 is set aside for 10 s
+//! assert_eq!(s.select(t0), Some(1));
+//! assert_eq!(s.select(t0 + Duration::from_secs(10)), Some(0)); // and back
+//! ```
+
+use std::time::{Duration, Instant};
+
+/// How a node is picked among the available ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// In turn (GOST `round`, `rr`; the default).
+    RoundRobin,
+    /// Pseudo-randomly, from a seed (GOST `rand`, `random`).
+    Random(u64),
+    /// The first available one (GOST `fifo`, `ha`): failover.
+    Fifo,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Health {
+    fails: u32,
+    failed_at: Option<Instant>,
+}
+
+/// Picks nodes by index, with GOST's fail filter. Time comes in as arguments.
+#[derive(Debug, Clone)]
+pub struct Selector {
+    strategy: Strategy,
+    next: usize,
+    max_fails: u32,
+    fail_timeout: Duration,
+    health: Vec<Health>,
+}
+
+impl Selector {
+    /// A selector over `nodes` nodes. `max_fails` 0 disables the fail filter.
+    pub fn new(
+        nodes: usize,
+        strategy: Strategy,
+        max_fails: u32,
+        fail_timeout: Duration,
+    ) -> Selector {
+        Selector {
+            strategy,
+            next: 0,
+            max_fails,
+            fail_timeout,
+            health: vec![Health::default(); nodes],
+        }
+    }
+
+    fn available(&self, i: usize, now: Instant) -> bool {
+        let h = self.health[i];
+        self.max_fails == 0
+            || h.fails < self.max_fails
+            || h.failed_at
+                .is_none_or(|at| now.saturating_duration_since(at) >= self.fail_timeout)
+    }
+
+    /// The index of the node to use, or `None` when every node is set aside (GOST: no target,
+    /// status 5 in forwarding mode).
+    pub fn select(&mut self, now: Instant) -> Option<usize> {
+        let n = self.health.len();
+        if n == 0 {
+            return None;
+        }
+        let start = match self.strategy {
+            Strategy::Fifo => 0,
+            Strategy::RoundRobin => self.next % n,
+            Strategy::Random(ref mut seed) => {
+                // xorshift64*: deterministic for a given seed, plenty for spreading load.
+                *seed ^= *seed >> 12;
+                *seed ^= *seed << 25;
+                *seed ^= *seed >> 27;
+                (seed.wrapping_mul(0x2545_f491_4f6c_dd1d) % n as u64) as usize
+            }
+        };
+        let chosen = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| self.available(i, now))?;
+        self.next = chosen + 1;
+        Some(chosen)
+    }
+
+    /// Records a failure of node `i` at `now`.
+    pub fn mark_failed(&mut self, i: usize, now: Instant) {
+        if let Some(h) = self.health.get_mut(i) {
+            h.fails = h.fails.saturating_add(1);
+            h.failed_at = Some(now);
+        }
+    }
+
+    /// Records a success of node `i`: its failures are forgotten.
+    pub fn mark_ok(&mut self, i: usize) {
+        if let Some(h) = self.health.get_mut(i) {
+            *h = Health::default();
+        }
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.health.len()
+    }
+
+    /// True when there are no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.health.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifo_fails_over_and_recovers() {
+        let t0 = Instant::now();
+        let mut s = Selector::new(3, Strategy::Fifo, 2, Duration::from_secs(5));
+        assert_eq!(s.select(t0), Some(0));
+        s.mark_failed(0, t0);
+        assert_eq!(s.select(t0), Some(0), "one failure is below max_fails 2");
+        s.mark_failed(0, t0);
+        assert_eq!(s.select(t0), Some(1));
+        s.mark_failed(1, t0);
+        s.mark_failed(1, t0);
+        s.mark_failed(2, t0);
+        s.mark_failed(2, t0);
+        assert_eq!(s.select(t0), None, "all set aside");
+        assert_eq!(s.select(t0 + Duration::from_secs(5)), Some(0));
+        s.mark_ok(0);
+        assert_eq!(s.select(t0), Some(0));
+    }
+
+    #[test]
+    fn random_stays_in_range_and_spreads() {
+        let t0 = Instant::now();
+        let mut s = Selector::new(4, Strategy::Random(42), 1, Duration::from_secs(1));
+        let mut seen = [0; 4];
+        for _ in 0..400 {
+            seen[s.select(t0).unwrap()] += 1;
+        }
+        assert!(seen.iter().all(|&c| c > 40), "{seen:?}");
+        assert_eq!(
+            Selector::new(0, Strategy::RoundRobin, 1, Duration::ZERO).select(t0),
+            None
+        );
+    }
+}
