@@ -120,6 +120,42 @@ impl Selector {
     }
 }
 
+/// A set of nodes with their [`Selector`]: what a hop of a chain or a forwarder holds.
+#[derive(Debug, Clone)]
+pub struct NodeSet<T> {
+    nodes: Vec<T>,
+    selector: Selector,
+}
+
+impl<T> NodeSet<T> {
+    /// `nodes` picked with `strategy`, a node set aside for `fail_timeout` after `max_fails`
+    /// consecutive failures (GOST's defaults: round-robin, 1, 10 s).
+    pub fn new(nodes: Vec<T>, strategy: Strategy, max_fails: u32, fail_timeout: Duration) -> NodeSet<T> {
+        let selector = Selector::new(nodes.len(), strategy, max_fails, fail_timeout);
+        NodeSet { nodes, selector }
+    }
+
+    /// The node to use now and its index (to report the outcome with).
+    pub fn pick(&mut self, now: Instant) -> Option<(usize, &T)> {
+        let i = self.selector.select(now)?;
+        Some((i, &self.nodes[i]))
+    }
+
+    /// Reports how using node `i` went.
+    pub fn report(&mut self, i: usize, ok: bool, now: Instant) {
+        if ok {
+            self.selector.mark_ok(i);
+        } else {
+            self.selector.mark_failed(i, now);
+        }
+    }
+
+    /// The nodes.
+    pub fn nodes(&self) -> &[T] {
+        &self.nodes
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
