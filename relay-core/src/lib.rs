@@ -8,11 +8,13 @@
 //! | [`codec`] | the `Partial`/`Complete` result and the encode errors every codec shares |
 //! | [`addr`] | the SOCKS5-style address shared by the relay Addr feature and the UDP framings |
 //! | [`wire`] | relay requests, responses and features (GOST's `go-gost/relay` codec) |
+//! | [`udp`] | UDP datagram framings: length-prefixed (UDP CONNECT), SOCKS5-style (UDP BIND / association), SOCKS5 UDP packets |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod addr;
 pub mod codec;
+pub mod udp;
 pub mod wire;
 
 pub use addr::{Address, Host};
