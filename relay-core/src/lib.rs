@@ -8,12 +8,16 @@
 //! | [`codec`] | the `Partial`/`Complete` result and the encode errors every codec shares |
 //! | [`addr`] | the SOCKS5-style address shared by the relay Addr feature and the UDP framings |
 //! | [`wire`] | relay requests, responses and features (GOST's `go-gost/relay` codec) |
+//! | [`auth`] | user/password tables with constant-time checks, shared by every server handshake |
+//! | [`entry`] | client-facing proxy handshakes: SOCKS5, SOCKS4/4a, HTTP, and protocol sniffing |
 //! | [`udp`] | UDP datagram framings: length-prefixed (UDP CONNECT), SOCKS5-style (UDP BIND / association), SOCKS5 UDP packets |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod auth;
 pub mod codec;
+pub mod entry;
 pub mod udp;
 pub mod wire;
 

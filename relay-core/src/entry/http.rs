@@ -1,0 +1,1 @@
+//! HTTP proxy requests (placeholder).
