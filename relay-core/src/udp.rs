@@ -96,12 +96,11 @@ impl From<AddrError> for UdpError {
     }
 }
 
-impl From<EncodeError> for UdpError {
-    fn from(e: EncodeError) -> Self {
-        match e {
-            EncodeError::BufferTooSmall { needed } => UdpError::BufferTooSmall { needed },
-            _ => UdpError::DomainTooLong,
-        }
+/// The errors of [`Address::encode`], the only encoder used here.
+fn from_addr_encode(e: EncodeError) -> UdpError {
+    match e {
+        EncodeError::BufferTooSmall { needed } => UdpError::BufferTooSmall { needed },
+        _ => UdpError::DomainTooLong,
     }
 }
 
@@ -250,7 +249,7 @@ impl<'a> Datagram<'a> {
         if self.payload.len() > MAX_DATAGRAM {
             return Err(UdpError::TooLarge);
         }
-        self.addr.check()?;
+        self.addr.check().map_err(from_addr_encode)?;
         Ok(())
     }
 
@@ -263,7 +262,7 @@ impl<'a> Datagram<'a> {
         ensure_room(out, len).map_err(|e| UdpError::BufferTooSmall { needed: e.needed })?;
         out[..2].copy_from_slice(&(self.payload.len() as u16).to_be_bytes());
         out[2] = FRAG_TUNNEL;
-        self.addr.encode(&mut out[3..])?;
+        self.addr.encode(&mut out[3..]).map_err(from_addr_encode)?;
         Ok(len)
     }
 
@@ -334,11 +333,11 @@ impl<'a> Datagram<'a> {
     /// Writes a standard SOCKS5 UDP packet (RSV = 0, FRAG = 0) into `out`, returning its length.
     /// An empty payload is allowed here. Nothing is written on error.
     pub fn encode_packet(&self, out: &mut [u8]) -> Result<usize, UdpError> {
-        self.addr.check()?;
+        self.addr.check().map_err(from_addr_encode)?;
         let len = self.packet_len();
         ensure_room(out, len).map_err(|e| UdpError::BufferTooSmall { needed: e.needed })?;
         out[..3].fill(0);
-        let a = self.addr.encode(&mut out[3..])?;
+        let a = self.addr.encode(&mut out[3..]).map_err(from_addr_encode)?;
         out[3 + a..len].copy_from_slice(self.payload);
         Ok(len)
     }
