@@ -13,17 +13,23 @@
 //! | [`client`] | the client handshake: GOST's request bytes, lazy or immediate, never stalling |
 //! | [`select`] | GOST's node selection: round-robin, random, failover, fail filter |
 //! | `sim` | (feature `sim`) a deterministic client + server + target simulation on a fake clock |
+//! | [`auth`] | user/password tables with constant-time checks, shared by every server handshake |
+//! | [`entry`] | client-facing proxy handshakes: SOCKS5, SOCKS4/4a, HTTP, and protocol sniffing |
+//! | [`udp`] | UDP datagram framings: length-prefixed (UDP CONNECT), SOCKS5-style (UDP BIND / association), SOCKS5 UDP packets |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod auth;
 pub mod client;
 pub mod codec;
+pub mod entry;
 pub mod select;
 pub mod server;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod target;
+pub mod udp;
 pub mod wire;
 
 pub use addr::{Address, Host};

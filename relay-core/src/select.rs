@@ -130,7 +130,12 @@ pub struct NodeSet<T> {
 impl<T> NodeSet<T> {
     /// `nodes` picked with `strategy`, a node set aside for `fail_timeout` after `max_fails`
     /// consecutive failures (GOST's defaults: round-robin, 1, 10 s).
-    pub fn new(nodes: Vec<T>, strategy: Strategy, max_fails: u32, fail_timeout: Duration) -> NodeSet<T> {
+    pub fn new(
+        nodes: Vec<T>,
+        strategy: Strategy,
+        max_fails: u32,
+        fail_timeout: Duration,
+    ) -> NodeSet<T> {
         let selector = Selector::new(nodes.len(), strategy, max_fails, fail_timeout);
         NodeSet { nodes, selector }
     }

@@ -36,15 +36,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::addr::{Address, Host};
+use crate::auth::Authenticator;
 use crate::codec::Decoded;
 use crate::target::Target;
 use crate::wire::{Feature, Features, Network, Request, Response, Status, WireError};
-
-/// Decides whether a user name and password may use the server.
-pub trait Authenticator: Send + Sync {
-    /// True when the credentials are accepted. Implementations should compare in constant time.
-    fn authenticate(&self, username: &[u8], password: &[u8]) -> bool;
-}
 
 /// What a relay service does with requests.
 #[derive(Clone)]
@@ -61,8 +56,8 @@ pub struct ServerConfig {
     /// The service forwards every request to its own targets (GOST `-L relay://:8420/target`):
     /// the requested address and command are ignored, TCP versus UDP is honoured.
     pub forward: bool,
-    /// Credentials check; `None` accepts everyone.
-    pub auth: Option<Arc<dyn Authenticator>>,
+    /// Credentials check (for example [`crate::auth::Credentials`]); `None` accepts everyone.
+    pub auth: Option<Arc<dyn Authenticator + Send + Sync>>,
 }
 
 impl Default for ServerConfig {
@@ -323,9 +318,12 @@ impl Server {
     }
 
     fn handle_request(&mut self, req: &Request<'_>, now: Instant) {
-        if let Some(auth) = &self.config.auth {
-            let (user, pass) = req.features.user_auth().unwrap_or((b"", b""));
-            if req.features.user_auth().is_none() || !auth.authenticate(user, pass) {
+        if let Some(auth) = self.config.auth.as_ref().filter(|a| a.required()) {
+            let accepted = req
+                .features
+                .user_auth()
+                .is_some_and(|(user, pass)| auth.verify(user, pass));
+            if !accepted {
                 return self.refuse(Status::UNAUTHORIZED);
             }
         }

@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use relay_core::auth::Credentials;
 use relay_core::client::{Client, ClientError};
 use relay_core::server::{
-    Authenticator, CloseReason, DialTarget, Established, Server, ServerConfig, ServerOutput,
-    Transport,
+    CloseReason, DialTarget, Established, Server, ServerConfig, ServerOutput, Transport,
 };
 use relay_core::sim::{Sim, SimConfig, SimEvent};
 use relay_core::target::{Target, TargetHost};
@@ -174,15 +174,8 @@ fn cfg(f: impl FnOnce(&mut SimConfig)) -> SimConfig {
     c
 }
 
-struct OneUser;
-impl Authenticator for OneUser {
-    fn authenticate(&self, u: &[u8], p: &[u8]) -> bool {
-        u == b"user" && p == b"pass"
-    }
-}
-
 fn with_auth(c: &mut SimConfig) {
-    c.server.auth = Some(Arc::new(OneUser));
+    c.server.auth = Some(Arc::new(Credentials::single("user", "pass")));
 }
 
 /// Runs a raw request against a server and returns (bytes the client got, close reason).

@@ -22,12 +22,18 @@ pub async fn resolve(target: &Target) -> io::Result<Vec<SocketAddr>> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "domain is not UTF-8"))?;
     let addrs = smol::net::resolve((name, target.port)).await?;
     if addrs.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::NotFound, "name resolved to no address"));
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "name resolved to no address",
+        ));
     }
     Ok(addrs)
 }
 
-async fn before<T>(deadline: Option<Instant>, work: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+async fn before<T>(
+    deadline: Option<Instant>,
+    work: impl Future<Output = io::Result<T>>,
+) -> io::Result<T> {
     match deadline {
         Some(at) => {
             work.or(async {

@@ -77,7 +77,13 @@ pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
     target: &Address<'_>,
     options: &ClientOptions,
 ) -> io::Result<RelayStream<S>> {
-    let client = Client::connect(Transport::Tcp, target, options.credentials(), options.nodelay).map_err(invalid)?;
+    let client = Client::connect(
+        Transport::Tcp,
+        target,
+        options.credentials(),
+        options.nodelay,
+    )
+    .map_err(invalid)?;
     let mut s = RelayStream::new(stream, client);
     s.flush().await?;
     Ok(s)

@@ -7,7 +7,8 @@ use std::time::Instant;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use relay_core::select::NodeSet;
 use relay_core::server::{
-    CloseReason, DialError, DialRequest, DialTarget, Established, Server, ServerConfig, ServerOutput, Transport,
+    CloseReason, DialError, DialRequest, DialTarget, Established, Server, ServerConfig,
+    ServerOutput, Transport,
 };
 use relay_core::target::Target;
 use smol::Timer;
@@ -59,8 +60,14 @@ pub async fn serve(listener: TcpListener, config: Arc<ServeConfig>) -> io::Resul
         smol::spawn(async move {
             let started = Instant::now();
             match handle(stream, &config).await {
-                Ok(Outcome::Closed(reason)) => log::info!("relay {peer}: closed during handshake: {reason:?}"),
-                Ok(Outcome::Tunnel { network, target, transferred }) => log::info!(
+                Ok(Outcome::Closed(reason)) => {
+                    log::info!("relay {peer}: closed during handshake: {reason:?}")
+                }
+                Ok(Outcome::Tunnel {
+                    network,
+                    target,
+                    transferred,
+                }) => log::info!(
                     "relay {peer} -> {} ({network:?}): up {} B, down {} B, {:?}",
                     target.map_or("forward target".to_string(), |t| t.to_string()),
                     transferred.up,
@@ -183,6 +190,9 @@ async fn run_tunnel(
                 transferred,
             })
         }
-        _ => Err(io::Error::new(io::ErrorKind::Unsupported, "this data phase is not served yet")),
+        _ => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this data phase is not served yet",
+        )),
     }
 }

@@ -35,7 +35,10 @@ pub struct RelayStream<S> {
 
 impl<S> RelayStream<S> {
     pub(crate) fn new(inner: S, mut client: Client) -> Self {
-        let pending = client.poll_transmit().map(<[u8]>::to_vec).unwrap_or_default();
+        let pending = client
+            .poll_transmit()
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default();
         RelayStream {
             inner,
             client,
@@ -70,7 +73,8 @@ fn refusal(e: ClientError) -> io::Error {
 impl<S: AsyncWrite + Unpin> RelayStream<S> {
     fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.pending_at < self.pending.len() {
-            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.pending_at..]))?;
+            let n =
+                ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.pending_at..]))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
@@ -85,7 +89,11 @@ impl<S: AsyncWrite + Unpin> RelayStream<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for RelayStream<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         ready!(this.poll_pending(cx))?;
         let request = this.client.take_request();
@@ -115,7 +123,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for RelayStream<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for RelayStream<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         if this.leftover_at < this.leftover.len() {
             let n = buf.len().min(this.leftover.len() - this.leftover_at);
