@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`codec`] | the `Partial`/`Complete` result and the encode errors every codec shares |
 //! | [`addr`] | the SOCKS5-style address shared by the relay Addr feature and the UDP framings |
+//! | [`buf`] | a fixed-capacity receive buffer for decoding framed messages in place |
 //! | [`wire`] | relay requests, responses and features (GOST's `go-gost/relay` codec) |
 //! | [`target`] | owned dial/listen addresses handed to adapters without allocating |
 //! | [`server`] | the server handshake: deadline, auth, CONNECT, forwarding, BIND, statuses |
@@ -21,6 +22,7 @@
 
 pub mod addr;
 pub mod auth;
+pub mod buf;
 pub mod client;
 pub mod codec;
 pub mod entry;

@@ -44,6 +44,7 @@ pub mod dial;
 pub mod pipe;
 mod serve;
 mod stream;
+pub mod udp;
 
 pub use serve::{Outcome, ServeConfig, handle, serve};
 pub use stream::RelayStream;
@@ -87,4 +88,31 @@ pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
     let mut s = RelayStream::new(stream, client);
     s.flush().await?;
     Ok(s)
+}
+
+/// The two halves of a UDP tunnel: framed datagrams out, framed datagrams in.
+pub type UdpTunnel<S> = (
+    udp::FramedSend<futures_lite::io::WriteHalf<RelayStream<S>>>,
+    udp::FramedRecv<futures_lite::io::ReadHalf<RelayStream<S>>>,
+);
+
+/// Opens a UDP tunnel to `target` (GOST's UDP CONNECT, CMD `0x81`) through the relay server at
+/// the other end of `stream`: datagrams are length-framed both ways, and the request goes out
+/// with the first datagram unless `nodelay` is set.
+pub async fn connect_udp<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    target: &Address<'_>,
+    options: &ClientOptions,
+) -> io::Result<UdpTunnel<S>> {
+    let client = Client::connect(
+        Transport::Udp,
+        target,
+        options.credentials(),
+        options.nodelay,
+    )
+    .map_err(invalid)?;
+    let mut s = RelayStream::new(stream, client);
+    s.flush().await?;
+    let (r, w) = futures_lite::io::split(s);
+    Ok((udp::FramedSend::new(w, &[]), udp::FramedRecv::new(r, &[])))
 }

@@ -16,6 +16,7 @@ use smol::net::{TcpListener, TcpStream};
 
 use crate::dial;
 use crate::pipe::{Transferred, pipe};
+use crate::udp::{self, FramedRecv, FramedSend};
 
 /// Everything a relay service needs besides its listener.
 #[derive(Debug)]
@@ -37,6 +38,8 @@ impl ServeConfig {
 }
 
 /// How a connection ended, for the service's log.
+// `Target` holds its domain inline so that a dial never allocates; boxing it here would.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// The handshake ended the connection (refused, timed out, malformed...).
@@ -186,6 +189,16 @@ async fn run_tunnel(
             .await?;
             Ok(Outcome::Tunnel {
                 network: Transport::Tcp,
+                target,
+                transferred,
+            })
+        }
+        (Established::Udp { downstream_prefix }, Dialed::Udp(socket)) => {
+            let mut recv = FramedRecv::new(stream.clone(), head);
+            let mut send = FramedSend::new(stream, downstream_prefix.as_slice());
+            let transferred = udp::stream_to_socket(&mut recv, &mut send, &socket).await?;
+            Ok(Outcome::Tunnel {
+                network: Transport::Udp,
                 target,
                 transferred,
             })
