@@ -1,0 +1,7 @@
+//! The configuration layer of the `relay` binary: GOST's `-L`/`-F`/`-C`
+//! command line and YAML/JSON configuration, resolved into a runtime plan.
+
+pub mod config;
+pub mod flags;
+pub mod run;
+pub mod url;
