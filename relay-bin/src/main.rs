@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use relay_bin::config::model::Config;
 use relay_bin::config::resolve::resolve;
 use relay_bin::flags::{self, FlagError, OutputFormat};
 use relay_bin::run::{load, run};
@@ -20,6 +21,15 @@ const USAGE: &str = "Usage: relay [options]
 fn fail(msg: impl std::fmt::Display, code: u8) -> ExitCode {
     eprintln!("{msg}");
     ExitCode::from(code)
+}
+
+fn print_config(cfg: &Config, format: OutputFormat) -> Result<String, String> {
+    match format {
+        OutputFormat::Yaml => serde_saphyr::to_string(cfg).map_err(|e| e.to_string()),
+        OutputFormat::Json => serde_json::to_string_pretty(cfg)
+            .map(|s| s + "\n")
+            .map_err(|e| e.to_string()),
+    }
 }
 
 fn main() -> ExitCode {
@@ -42,18 +52,14 @@ fn main() -> ExitCode {
     if cfg.services.is_empty() {
         return fail("no services configured (use -L or -C)", 1);
     }
-    let plan = match resolve(&cfg) {
-        Ok(p) => p,
-        Err(e) => return fail(e, 1),
-    };
+    let resolved = resolve(&cfg);
     if let Some(format) = flags.output {
-        let text = match format {
-            OutputFormat::Yaml => serde_saphyr::to_string(&cfg).map_err(|e| e.to_string()),
-            OutputFormat::Json => serde_json::to_string_pretty(&cfg)
-                .map(|s| s + "\n")
-                .map_err(|e| e.to_string()),
-        };
-        return match text {
+        // Like GOST, print the configuration even when this build cannot run
+        // it (e.g. relay+tls); say why on stderr.
+        if let Err(e) = &resolved {
+            eprintln!("warning: {e}");
+        }
+        return match print_config(&cfg, format) {
             Ok(t) => {
                 print!("{t}");
                 ExitCode::SUCCESS
@@ -61,6 +67,10 @@ fn main() -> ExitCode {
             Err(e) => fail(e, 1),
         };
     }
+    let plan = match resolved {
+        Ok(p) => p,
+        Err(e) => return fail(e, 1),
+    };
     match run(&plan, flags.runtime) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e, 1),

@@ -104,3 +104,12 @@ fn run_is_not_wired_yet() {
     let o = relay(&[]);
     assert_eq!(o.status.code(), Some(1));
 }
+
+#[test]
+fn print_works_for_configs_this_build_cannot_run() {
+    let o = relay(&["-L", ":8080", "-F", "relay+tls://host:8443", "-O", "yaml"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("type: tls"));
+    assert!(stderr(&o).starts_with("warning: "));
+    assert!(stderr(&o).contains("dialer \"tls\" is not supported yet"));
+}

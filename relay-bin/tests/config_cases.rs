@@ -616,3 +616,45 @@ fn bad_configs_give_one_line_errors() {
         assert!(!got.contains('\n'));
     }
 }
+
+#[test]
+fn printed_yaml_and_json_read_back_identically() {
+    let configs = [
+        cli(&["relay://user:pass@:8420?bind=true&readTimeout=30s"], &[]),
+        cli(
+            &["tcp://:2222/target:22", "rudp://:10053/:53"],
+            &[
+                "relay://u:p@host:8420?nodelay=true&connectTimeout=5s",
+                "relay+tls://[::1]:443",
+            ],
+        ),
+        example("remote-forward-server.yaml"),
+    ];
+    for cfg in configs {
+        let y = serde_saphyr::to_string(&cfg).unwrap();
+        assert_eq!(json(&yaml(&y)), json(&cfg), "{y}");
+        let j = serde_json::to_string(&cfg).unwrap();
+        let back = parse_str(&j, Format::Json, "x.json").unwrap();
+        assert_eq!(json(&back), json(&cfg));
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn cli_and_resolve_never_panic(
+        l in proptest::collection::vec("[a-z+]{0,10}(://)?([a-z:]{0,4}@)?[a-z0-9.:]{0,10}(/[a-z0-9:,]{0,10})?(\\?[a-zA-Z.=&0-9]{0,20})?", 0..3),
+        f in proptest::collection::vec("(relay|tls|relay\\+tls|x)?(://)?[a-z0-9.:,]{0,12}(\\?[a-zA-Z.=&0-9]{0,20})?", 0..3),
+    ) {
+        if let Ok(cfg) = cli::build(&l, &f) {
+            let _ = resolve(&cfg);
+        }
+    }
+
+    #[test]
+    fn loader_never_panics(s in "\\PC{0,60}") {
+        if let Ok(cfg) = parse_str(&s, Format::Yaml, "x.yaml") {
+            let _ = resolve(&cfg);
+        }
+        let _ = parse_str(&s, Format::Json, "x.json");
+    }
+}
