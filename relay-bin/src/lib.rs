@@ -1,0 +1,9 @@
+//! The configuration layer of the `relay` binary: GOST's `-L`/`-F`/`-C`
+//! command line and YAML/JSON configuration, resolved into a runtime plan.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod flags;
+pub mod run;
+pub mod url;
