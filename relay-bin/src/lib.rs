@@ -6,4 +6,5 @@
 pub mod config;
 pub mod flags;
 pub mod run;
+pub mod runtime;
 pub mod url;

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use relay_bin::config::model::Config;
 use relay_bin::config::resolve::resolve;
 use relay_bin::flags::{self, FlagError, OutputFormat};
-use relay_bin::run::{load, run};
+use relay_bin::run::load;
+use relay_bin::runtime::run;
 
 const USAGE: &str = "Usage: relay [options]
   -L value       service address, repeatable (e.g. relay://:8420)

@@ -4,10 +4,9 @@
 use std::fmt;
 
 use crate::config::model::Config;
-use crate::config::resolve::Plan;
 use crate::config::yaml::{self, Format};
 use crate::config::{ConfigError, cli};
-use crate::flags::{Flags, Runtime};
+use crate::flags::Flags;
 
 /// Load every `-C` source in order, then append the `-L` / `-F` configuration.
 ///
@@ -47,9 +46,3 @@ impl fmt::Display for RunError {
 }
 
 impl std::error::Error for RunError {}
-
-/// Run `plan` on `runtime` until it stops. Not wired to the runtimes yet.
-pub fn run(plan: &Plan, runtime: Runtime) -> Result<(), RunError> {
-    let _ = (plan, runtime);
-    Err(RunError("runtime not wired yet".into()))
-}

@@ -97,12 +97,10 @@ fn bad_url_and_config_are_one_line() {
 }
 
 #[test]
-fn run_is_not_wired_yet() {
-    let o = relay(&["-L", "relay://:8420", "-runtime", "mio"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert_eq!(stderr(&o), "runtime not wired yet\n");
+fn nothing_to_run_is_an_error() {
     let o = relay(&[]);
     assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o), "no services configured (use -L or -C)\n");
 }
 
 #[test]

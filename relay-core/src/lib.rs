@@ -12,6 +12,7 @@
 //! | [`target`] | owned dial/listen addresses handed to adapters without allocating |
 //! | [`server`] | the server handshake: deadline, auth, CONNECT, forwarding, BIND, statuses |
 //! | [`client`] | the client handshake: GOST's request bytes, lazy or immediate, never stalling |
+//! | [`route`] | chains of relay nodes: one node per hop, one request per hop |
 //! | [`select`] | GOST's node selection: round-robin, random, failover, fail filter |
 //! | `sim` | (feature `sim`) a deterministic client + server + target simulation on a fake clock |
 //! | [`auth`] | user/password tables with constant-time checks, shared by every server handshake |
@@ -26,6 +27,7 @@ pub mod buf;
 pub mod client;
 pub mod codec;
 pub mod entry;
+pub mod route;
 pub mod select;
 pub mod server;
 #[cfg(feature = "sim")]
