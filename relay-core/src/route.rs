@@ -188,13 +188,10 @@ impl Chain {
         Ok(plan)
     }
 
-    /// Reports how a route went: the first hop that failed (or `None` when it worked).
-    pub fn report(&mut self, plan: &RoutePlan, failed_hop: Option<usize>, now: Instant) {
-        for (hop, &i) in plan.picks.iter().enumerate() {
-            let ok = failed_hop.is_none_or(|f| hop < f);
-            if failed_hop.is_none_or(|f| hop <= f) {
-                self.hops[hop].nodes.report(i, ok, now);
-            }
+    /// Reports how reaching hop `hop`'s node of `plan` went (feeds that hop's fail filter).
+    pub fn report(&mut self, plan: &RoutePlan, hop: usize, ok: bool, now: Instant) {
+        if let (Some(h), Some(&i)) = (self.hops.get_mut(hop), plan.picks.get(hop)) {
+            h.nodes.report(i, ok, now);
         }
     }
 }

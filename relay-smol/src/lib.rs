@@ -42,6 +42,7 @@ use relay_core::server::Transport;
 
 pub mod dial;
 pub mod pipe;
+pub mod route;
 mod serve;
 mod stream;
 pub mod udp;

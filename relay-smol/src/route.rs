@@ -1,0 +1,87 @@
+//! Connecting through a chain of relay servers (see [`relay_core::route`]).
+
+use std::io;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, FutureExt};
+use relay_core::Address;
+use relay_core::route::{Chain, RoutePlan};
+use relay_core::server::Transport;
+use smol::Timer;
+use smol::net::TcpStream;
+
+use crate::stream::RelayStream;
+
+/// Anything that reads and writes bytes.
+pub trait AsyncReadWrite: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> AsyncReadWrite for T {}
+
+/// A stream of any kind, boxed.
+pub type BoxStream = Box<dyn AsyncReadWrite>;
+
+/// Opens a tunnel to `target` over `transport` through every hop of `chain`: connects to the
+/// first hop's node before `deadline`, then stacks one relay layer per hop. Immediate requests
+/// (nodelay) are written before this returns; lazy ones go with the first payload.
+pub async fn connect(
+    chain: &Mutex<Chain>,
+    transport: Transport,
+    target: &Address<'_>,
+    deadline: Option<Instant>,
+) -> io::Result<BoxStream> {
+    let plan = lock(chain)
+        .plan(Instant::now(), transport, target)
+        .map_err(io::Error::other)?;
+    open(chain, plan, deadline).await
+}
+
+/// Like [`connect`], with a BIND (remote forwarding) for the last hop.
+pub async fn bind(
+    chain: &Mutex<Chain>,
+    transport: Transport,
+    listen: &Address<'_>,
+) -> io::Result<BoxStream> {
+    let plan = lock(chain)
+        .plan_bind(Instant::now(), transport, listen)
+        .map_err(io::Error::other)?;
+    open(chain, plan, None).await
+}
+
+fn lock(chain: &Mutex<Chain>) -> std::sync::MutexGuard<'_, Chain> {
+    chain.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn open(
+    chain: &Mutex<Chain>,
+    mut plan: RoutePlan,
+    deadline: Option<Instant>,
+) -> io::Result<BoxStream> {
+    let first = plan.first_hop;
+    let tcp = async { TcpStream::connect(first).await };
+    let tcp = match deadline {
+        Some(at) => {
+            tcp.or(async {
+                Timer::at(at).await;
+                Err(io::ErrorKind::TimedOut.into())
+            })
+            .await
+        }
+        None => tcp.await,
+    };
+    let tcp = match tcp {
+        Ok(t) => t,
+        Err(e) => {
+            lock(chain).report(&plan, 0, false, Instant::now());
+            return Err(io::Error::new(e.kind(), format!("relay node {first}: {e}")));
+        }
+    };
+    tcp.set_nodelay(true)?;
+    lock(chain).report(&plan, 0, true, Instant::now());
+    let mut stream: BoxStream = Box::new(tcp);
+    for client in plan.clients.drain(..) {
+        let mut layer = RelayStream::new(stream, client);
+        layer.flush().await?;
+        stream = Box::new(layer);
+    }
+    Ok(stream)
+}
