@@ -5,10 +5,16 @@ use relay_core::wire::{Command, Feature, Features, Request};
 
 fn connect_request(c: &mut Criterion) {
     let features = [
-        Feature::UserAuth { username: b"user", password: b"pass" },
+        Feature::UserAuth {
+            username: b"user",
+            password: b"pass",
+        },
         Feature::Addr(Address::parse("example.com:443").unwrap()),
     ];
-    let req = Request { cmd: Command::CONNECT, features: Features::new(&features) };
+    let req = Request {
+        cmd: Command::CONNECT,
+        features: Features::new(&features),
+    };
     let mut buf = [0u8; 128];
     let n = req.encode(&mut buf).unwrap();
     let bytes = buf[..n].to_vec();
