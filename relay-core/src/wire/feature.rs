@@ -124,7 +124,8 @@ impl<'a> Metadata<'a> {
         Metadata(MetaRepr::Pairs(pairs))
     }
 
-    /// The pairs in wire order (the first 20 when decoded, as GOST reads them).
+    /// The pairs in wire order: the first 20, as GOST reads and writes them. For metadata built
+    /// with [`Metadata::from_pairs`], keys and values are cut to 255 bytes, as they are written.
     pub fn pairs(&self) -> MetadataPairs<'a> {
         match self.0 {
             MetaRepr::Body(body) => {
@@ -156,9 +157,7 @@ impl<'a> Metadata<'a> {
             MetaRepr::Pairs(_) => {
                 2 + self
                     .pairs()
-                    .map(|(k, v)| {
-                        4 + k.len().min(METADATA_MAX_FIELD) + v.len().min(METADATA_MAX_FIELD)
-                    })
+                    .map(|(k, v)| 4 + k.len() + v.len())
                     .sum::<usize>()
             }
         }
@@ -173,7 +172,6 @@ impl<'a> Metadata<'a> {
                 let mut at = 2;
                 for (k, v) in self.pairs() {
                     for field in [k, v] {
-                        let field = &field[..field.len().min(METADATA_MAX_FIELD)];
                         out[at..at + 2].copy_from_slice(&(field.len() as u16).to_be_bytes());
                         out[at + 2..at + 2 + field.len()].copy_from_slice(field);
                         at += 2 + field.len();
@@ -226,8 +224,15 @@ impl fmt::Debug for Metadata<'_> {
 /// Iterator over metadata pairs, see [`Metadata::pairs`].
 #[derive(Clone)]
 pub enum MetadataPairs<'a> {
+    /// Pairs of a received body (an implementation detail: use the iterator).
     #[doc(hidden)]
-    Body { rest: &'a [u8], left: usize },
+    Body {
+        /// The body bytes not read yet.
+        rest: &'a [u8],
+        /// Pairs still to read (at most 20 in all).
+        left: usize,
+    },
+    /// Pairs given to [`Metadata::from_pairs`] (an implementation detail: use the iterator).
     #[doc(hidden)]
     Slice(core::slice::Iter<'a, (&'a [u8], &'a [u8])>),
 }
@@ -247,7 +252,12 @@ impl<'a> Iterator for MetadataPairs<'a> {
                 *left -= 1;
                 Some((k, v))
             }
-            MetadataPairs::Slice(it) => it.next().copied(),
+            MetadataPairs::Slice(it) => it.next().map(|(k, v)| {
+                (
+                    &k[..k.len().min(METADATA_MAX_FIELD)],
+                    &v[..v.len().min(METADATA_MAX_FIELD)],
+                )
+            }),
         }
     }
 }

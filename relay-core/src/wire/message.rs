@@ -147,8 +147,10 @@ impl<'a> IntoIterator for Features<'a> {
 /// Iterator over [`Features`].
 #[derive(Clone)]
 pub enum FeatureIter<'a> {
+    /// The rest of a received, checked features area (an implementation detail).
     #[doc(hidden)]
     Wire(&'a [u8]),
+    /// The rest of a list given to [`Features::new`] (an implementation detail).
     #[doc(hidden)]
     List(core::slice::Iter<'a, Feature<'a>>),
 }
@@ -366,7 +368,7 @@ impl Status {
     pub const UNAUTHORIZED: Status = Status(2);
     /// `0x03` Forbidden.
     pub const FORBIDDEN: Status = Status(3);
-    /// `0x04` Timeout (never sent by GOST).
+    /// `0x04` Timeout (defined, but never sent by GOST).
     pub const TIMEOUT: Status = Status(4);
     /// `0x05` Service Unavailable.
     pub const SERVICE_UNAVAILABLE: Status = Status(5);
@@ -374,7 +376,7 @@ impl Status {
     pub const HOST_UNREACHABLE: Status = Status(6);
     /// `0x07` Network Unreachable.
     pub const NETWORK_UNREACHABLE: Status = Status(7);
-    /// `0x08` Internal Server Error (never sent by GOST).
+    /// `0x08` Internal Server Error (GOST's tunnel handler sends it; its relay handler does not).
     pub const INTERNAL_SERVER_ERROR: Status = Status(8);
 
     /// GOST's text label, empty for unassigned codes.
