@@ -44,6 +44,7 @@ pub mod dial;
 pub mod pipe;
 pub mod route;
 mod serve;
+pub mod services;
 mod stream;
 pub mod udp;
 

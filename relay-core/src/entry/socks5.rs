@@ -252,7 +252,7 @@ enum State {
 /// (0x00), or username/password if that is all the client offers (the credentials are then still
 /// checked by the authenticator). Nothing acceptable → `05 FF`.
 pub struct Socks5Server<'c> {
-    auth: &'c dyn Authenticator,
+    auth: &'c (dyn Authenticator + Sync),
     state: State,
     method: Option<u8>,
     reply: [u8; FAILURE_REPLY_LEN],
@@ -271,7 +271,7 @@ impl fmt::Debug for Socks5Server<'_> {
 
 impl<'c> Socks5Server<'c> {
     /// A machine waiting for the client's greeting.
-    pub fn new(auth: &'c dyn Authenticator) -> Self {
+    pub fn new(auth: &'c (dyn Authenticator + Sync)) -> Self {
         Socks5Server {
             auth,
             state: State::Greeting,
@@ -447,7 +447,7 @@ mod tests {
     }
 
     /// Feeds `input` in chunks of the given sizes, the way a connection would.
-    fn run(auth: &dyn Authenticator, input: &[u8], splits: &[usize]) -> Transcript {
+    fn run(auth: &(dyn Authenticator + Sync), input: &[u8], splits: &[usize]) -> Transcript {
         let mut server = Socks5Server::new(auth);
         let mut pending: Vec<u8> = Vec::new();
         let mut fed = 0;
