@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod flags;
+pub mod logging;
 pub mod run;
 pub mod runtime;
 pub mod url;

@@ -68,6 +68,7 @@ fn main() -> ExitCode {
             Err(e) => fail(e, 1),
         };
     }
+    relay_bin::logging::init(flags.debug, flags.trace);
     let plan = match resolved {
         Ok(p) => p,
         Err(e) => return fail(e, 1),

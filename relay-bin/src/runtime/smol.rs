@@ -1,10 +1,129 @@
-//! The plan on smol.
+//! The plan on smol: one task per service, all on one executor thread.
 
-use crate::config::resolve::Plan;
+use std::sync::{Arc, Mutex};
+
+use relay_core::auth::Credentials;
+use relay_smol::ServeConfig;
+use relay_smol::services::{
+    self, EntryConfig, EntryKind, ForwardConfig, UdpForwardOptions, Upstream,
+};
+use smol::net::{TcpListener, UdpSocket};
+
+use super::{chain, listen_addr, server_config, targets};
+use crate::config::resolve::{HandlerPlan, ListenerPlan, Plan, ServicePlan};
 use crate::run::RunError;
 
-/// Runs `plan` on smol until it stops.
+/// Runs `plan` on smol until a service fails.
 pub fn run(plan: &Plan) -> Result<(), RunError> {
-    let _ = plan;
-    Err(RunError("the smol runtime is not wired yet".into()))
+    smol::block_on(async {
+        let mut tasks = Vec::new();
+        for service in &plan.services {
+            tasks.push(start(service).await?);
+        }
+        for task in tasks {
+            task.await.map_err(|e| RunError(e.to_string()))?;
+        }
+        Ok(())
+    })
+}
+
+fn err(service: &ServicePlan, e: impl std::fmt::Display) -> RunError {
+    RunError(format!("{}: {e}", service.name))
+}
+
+async fn tcp_listener(service: &ServicePlan) -> Result<TcpListener, RunError> {
+    let addr = listen_addr(&service.listen);
+    let l = TcpListener::bind(addr)
+        .await
+        .map_err(|e| err(service, format!("listen on {addr}: {e}")))?;
+    log::info!(
+        "{}: listening on {} ({:?})",
+        service.name,
+        addr,
+        service.handler
+    );
+    Ok(l)
+}
+
+fn upstream(service: &ServicePlan) -> Result<Upstream, RunError> {
+    Ok(match &service.chain {
+        Some(c) => Upstream::Chain(Mutex::new(chain(c)?)),
+        None => Upstream::Direct,
+    })
+}
+
+type Task = smol::Task<std::io::Result<()>>;
+
+async fn start(service: &ServicePlan) -> Result<Task, RunError> {
+    let forward = || -> Result<Arc<ForwardConfig>, RunError> {
+        Ok(Arc::new(ForwardConfig {
+            upstream: upstream(service)?,
+            targets: Mutex::new(targets(service.forward.as_ref())?),
+            dial_timeout: service.dial_timeout,
+        }))
+    };
+    let entry = |kind| -> Result<Arc<EntryConfig>, RunError> {
+        Ok(Arc::new(EntryConfig {
+            upstream: upstream(service)?,
+            credentials: Credentials::new(),
+            kind,
+            dial_timeout: service.dial_timeout,
+            handshake_timeout: std::time::Duration::from_secs(15),
+        }))
+    };
+    Ok(match (&service.handler, &service.listener) {
+        (HandlerPlan::Relay(opts), ListenerPlan::Tcp) => {
+            let config = ServeConfig {
+                relay: Arc::new(server_config(opts, service.dial_timeout)),
+                forward: service
+                    .forward
+                    .as_ref()
+                    .map(|f| targets(Some(f)))
+                    .transpose()?
+                    .map(Mutex::new),
+            };
+            smol::spawn(relay_smol::serve(
+                tcp_listener(service).await?,
+                Arc::new(config),
+            ))
+        }
+        (HandlerPlan::Tcp(_), ListenerPlan::Tcp) => smol::spawn(services::serve_tcp_forward(
+            tcp_listener(service).await?,
+            forward()?,
+        )),
+        (HandlerPlan::Udp(_), ListenerPlan::Udp(o)) => {
+            let addr = listen_addr(&service.listen);
+            let socket = UdpSocket::bind(addr)
+                .await
+                .map_err(|e| err(service, format!("listen on {addr}/udp: {e}")))?;
+            log::info!("{}: listening on {addr}/udp", service.name);
+            let options = UdpForwardOptions {
+                keepalive: o.keepalive,
+                ttl: o.ttl,
+                read_buffer_size: o.read_buffer_size,
+                queue: o.read_queue_size,
+            };
+            smol::spawn(services::serve_udp_forward(socket, forward()?, options))
+        }
+        (HandlerPlan::Socks5, ListenerPlan::Tcp) => smol::spawn(services::serve_entry(
+            tcp_listener(service).await?,
+            entry(EntryKind::Socks5)?,
+        )),
+        (HandlerPlan::Http, ListenerPlan::Tcp) => smol::spawn(services::serve_entry(
+            tcp_listener(service).await?,
+            entry(EntryKind::Http)?,
+        )),
+        (HandlerPlan::Auto, ListenerPlan::Tcp) => smol::spawn(services::serve_entry(
+            tcp_listener(service).await?,
+            entry(EntryKind::Auto)?,
+        )),
+        (handler, listener) => {
+            return Err(err(
+                service,
+                format!(
+                    "handler {handler:?} on listener {listener:?} is not supported by this build yet"
+                ),
+            ));
+        }
+    })
 }
