@@ -177,7 +177,10 @@ impl<'a> Address<'a> {
             return Err(AddrParseError::Empty);
         }
         let (host, port) = match split_host_port(text) {
-            Some((host, port)) => (host, port.parse::<u16>().map_err(|_| AddrParseError::BadPort)?),
+            Some((host, port)) => (
+                host,
+                port.parse::<u16>().map_err(|_| AddrParseError::BadPort)?,
+            ),
             None => (text, 0),
         };
         let host = match host.parse::<IpAddr>() {
@@ -308,22 +311,49 @@ mod tests {
         let a = Address::parse("1.2.3.4:80").unwrap();
         assert_eq!(a.host, Host::V4(Ipv4Addr::new(1, 2, 3, 4)));
         assert_eq!(a.port, 80);
-        assert_eq!(Address::parse("[::1]:443").unwrap().host, Host::V6(Ipv6Addr::LOCALHOST));
-        assert_eq!(Address::parse("example.com:8080").unwrap().host, Host::Domain(b"example.com"));
+        assert_eq!(
+            Address::parse("[::1]:443").unwrap().host,
+            Host::V6(Ipv6Addr::LOCALHOST)
+        );
+        assert_eq!(
+            Address::parse("example.com:8080").unwrap().host,
+            Host::Domain(b"example.com")
+        );
         assert_eq!(Address::parse("1.2.3.4").unwrap().port, 0);
-        assert_eq!(Address::parse("demo.sock").unwrap().host, Host::Domain(b"demo.sock"));
+        assert_eq!(
+            Address::parse("demo.sock").unwrap().host,
+            Host::Domain(b"demo.sock")
+        );
         assert_eq!(Address::parse("host:abc"), Err(AddrParseError::BadPort));
         assert_eq!(Address::parse("host:70000"), Err(AddrParseError::BadPort));
         assert_eq!(Address::parse(""), Err(AddrParseError::Empty));
-        assert_eq!(Address::parse(":0").unwrap(), Address { host: Host::Domain(b""), port: 0 });
-        assert_eq!(Address::parse("[::ffff:1.2.3.4]:5").unwrap().host, Host::V4(Ipv4Addr::new(1, 2, 3, 4)));
+        assert_eq!(
+            Address::parse(":0").unwrap(),
+            Address {
+                host: Host::Domain(b""),
+                port: 0
+            }
+        );
+        assert_eq!(
+            Address::parse("[::ffff:1.2.3.4]:5").unwrap().host,
+            Host::V4(Ipv4Addr::new(1, 2, 3, 4))
+        );
     }
 
     #[test]
     fn body_short_before_type() {
-        assert_eq!(Address::decode_body(&[0xff, 0, 0]), Err(AddrError::ShortBuffer));
-        assert_eq!(Address::decode_body(&[0xff, 0, 0, 0]), Err(AddrError::BadAddressType));
-        assert_eq!(Address::decode_body(&[1, 1, 2, 3, 4, 0]), Err(AddrError::ShortBuffer));
+        assert_eq!(
+            Address::decode_body(&[0xff, 0, 0]),
+            Err(AddrError::ShortBuffer)
+        );
+        assert_eq!(
+            Address::decode_body(&[0xff, 0, 0, 0]),
+            Err(AddrError::BadAddressType)
+        );
+        assert_eq!(
+            Address::decode_body(&[1, 1, 2, 3, 4, 0]),
+            Err(AddrError::ShortBuffer)
+        );
     }
 
     #[test]

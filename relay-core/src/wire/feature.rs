@@ -144,7 +144,10 @@ impl<'a> Metadata<'a> {
 
     /// The value of the last pair whose key is `key` (a repeated key keeps the last value).
     pub fn get(&self, key: &[u8]) -> Option<&'a [u8]> {
-        self.pairs().filter(|(k, _)| *k == key).map(|(_, v)| v).last()
+        self.pairs()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+            .last()
     }
 
     fn body_len(&self) -> usize {
@@ -153,7 +156,9 @@ impl<'a> Metadata<'a> {
             MetaRepr::Pairs(_) => {
                 2 + self
                     .pairs()
-                    .map(|(k, v)| 4 + k.len().min(METADATA_MAX_FIELD) + v.len().min(METADATA_MAX_FIELD))
+                    .map(|(k, v)| {
+                        4 + k.len().min(METADATA_MAX_FIELD) + v.len().min(METADATA_MAX_FIELD)
+                    })
                     .sum::<usize>()
             }
         }
@@ -267,16 +272,20 @@ impl<'a> Feature<'a> {
             TYPE_USER_AUTH => {
                 let ulen = *body.first().ok_or(WireError::ShortBuffer)? as usize;
                 let plen = *body.get(1 + ulen).ok_or(WireError::ShortBuffer)? as usize;
-                let password = body.get(2 + ulen..2 + ulen + plen).ok_or(WireError::ShortBuffer)?;
+                let password = body
+                    .get(2 + ulen..2 + ulen + plen)
+                    .ok_or(WireError::ShortBuffer)?;
                 Ok(Feature::UserAuth {
                     username: &body[1..1 + ulen],
                     password,
                 })
             }
-            TYPE_ADDR => Address::decode_body(body).map(Feature::Addr).map_err(|e| match e {
-                AddrError::ShortBuffer => WireError::ShortBuffer,
-                AddrError::BadAddressType => WireError::BadAddressType,
-            }),
+            TYPE_ADDR => Address::decode_body(body)
+                .map(Feature::Addr)
+                .map_err(|e| match e {
+                    AddrError::ShortBuffer => WireError::ShortBuffer,
+                    AddrError::BadAddressType => WireError::BadAddressType,
+                }),
             TYPE_TUNNEL => {
                 let id = body.get(..20).ok_or(WireError::ShortBuffer)?;
                 let mut bytes = [0u8; 20];
@@ -285,7 +294,9 @@ impl<'a> Feature<'a> {
             }
             TYPE_NETWORK => {
                 let id = body.get(..2).ok_or(WireError::ShortBuffer)?;
-                Ok(Feature::Network(Network(u16::from_be_bytes([id[0], id[1]]))))
+                Ok(Feature::Network(Network(u16::from_be_bytes([
+                    id[0], id[1],
+                ]))))
             }
             TYPE_METADATA => Metadata::check_body(body).map(Feature::Metadata),
             kind => Ok(Feature::Opaque { kind, body }),
@@ -296,7 +307,11 @@ impl<'a> Feature<'a> {
     /// and the bytes it used. Errors as GOST's decoder reports them.
     pub fn decode(buf: &'a [u8]) -> Result<(Feature<'a>, usize), WireError> {
         if buf.len() < 3 {
-            return Err(if buf.is_empty() { WireError::MissingFeatureBody } else { WireError::TruncatedFeature });
+            return Err(if buf.is_empty() {
+                WireError::MissingFeatureBody
+            } else {
+                WireError::TruncatedFeature
+            });
         }
         let kind = buf[0];
         let len = u16::from_be_bytes([buf[1], buf[2]]) as usize;
@@ -328,8 +343,12 @@ impl<'a> Feature<'a> {
     /// Refuses what GOST's encoder refuses: over-long user name, password, domain or body.
     pub(crate) fn check(&self) -> Result<(), EncodeError> {
         match self {
-            Feature::UserAuth { username, .. } if username.len() > 255 => Err(EncodeError::UsernameTooLong),
-            Feature::UserAuth { password, .. } if password.len() > 255 => Err(EncodeError::PasswordTooLong),
+            Feature::UserAuth { username, .. } if username.len() > 255 => {
+                Err(EncodeError::UsernameTooLong)
+            }
+            Feature::UserAuth { password, .. } if password.len() > 255 => {
+                Err(EncodeError::PasswordTooLong)
+            }
             Feature::Addr(a) => a.check(),
             _ if self.body_len() > u16::MAX as usize => Err(EncodeError::FeaturesTooLong),
             _ => Ok(()),

@@ -195,7 +195,11 @@ fn decode_message(buf: &[u8]) -> Result<Decoded<(u8, Features<'_>)>, DecodeError
 }
 
 /// Writes `VER | byte1 | FLEN | features` into `out`.
-fn encode_message(byte1: u8, features: &Features<'_>, out: &mut [u8]) -> Result<usize, EncodeError> {
+fn encode_message(
+    byte1: u8,
+    features: &Features<'_>,
+    out: &mut [u8],
+) -> Result<usize, EncodeError> {
     let flen = features.check_encode()?;
     let total = 4 + flen;
     ensure_room(out, total)?;
@@ -340,7 +344,12 @@ impl fmt::Debug for Command {
             3 => "associate",
             _ => "unknown",
         };
-        write!(f, "Command({:#04x} {name}{})", self.0, if self.is_udp() { "+udp" } else { "" })
+        write!(
+            f,
+            "Command({:#04x} {name}{})",
+            self.0,
+            if self.is_udp() { "+udp" } else { "" }
+        )
     }
 }
 

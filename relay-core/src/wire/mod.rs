@@ -37,8 +37,8 @@ mod feature;
 mod message;
 
 pub use feature::{
-    Feature, METADATA_MAX_FIELD, METADATA_MAX_PAIRS, Metadata, MetadataPairs, Network, TYPE_ADDR, TYPE_METADATA,
-    TYPE_NETWORK, TYPE_TUNNEL, TYPE_USER_AUTH, TunnelId,
+    Feature, METADATA_MAX_FIELD, METADATA_MAX_PAIRS, Metadata, MetadataPairs, Network, TYPE_ADDR,
+    TYPE_METADATA, TYPE_NETWORK, TYPE_TUNNEL, TYPE_USER_AUTH, TunnelId,
 };
 pub use message::{Command, FeatureIter, Features, Request, Response, Status};
 
