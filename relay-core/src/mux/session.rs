@@ -432,6 +432,7 @@ impl Session {
     /// `max_stream_buffer / 2` bytes were read since the last UPD (smux's rule).
     pub fn stream_read(&mut self, id: StreamId, buf: &mut [u8]) -> Result<usize, MuxError> {
         let (version, half) = (self.config.version, self.config.max_stream_buffer / 2);
+        let keep = self.config.max_stream_buffer as usize;
         let closed = self.closed;
         let s = self.streams.get_mut(&id).filter(|s| !s.closing);
         let s = s.ok_or(MuxError::UnknownStream { id })?;
@@ -449,6 +450,8 @@ impl Session {
         let n = s.take_recv(buf);
         if s.recv.is_empty() {
             s.readable_signalled = false;
+            // Give back what a burst grew beyond one stream window (v1 has no per-stream cap).
+            s.recv.shrink_to(keep);
         }
         self.buffered -= n;
         if version == 2 && !closed {
