@@ -532,3 +532,43 @@ proptest! {
         prop_assert_eq!(run(version, &bytes, &cuts), run(version, &bytes, &[]));
     }
 }
+
+#[test]
+fn upd_claiming_more_than_sent_ends_the_session() {
+    let config = MuxConfig {
+        version: 2,
+        ..MuxConfig::default()
+    };
+    let mut a = Session::new(Role::Client, config, Instant::now()).unwrap();
+    let id = a.open_stream().unwrap();
+    a.stream_write(id, b"abc").unwrap();
+    transmit_all(&mut a);
+    // consumed 3 of 3: fine; consumed 4: protocol error.
+    let upd = |consumed: u32| {
+        let mut f = vec![2u8, 4, 8, 0, 3, 0, 0, 0];
+        f.extend(consumed.to_le_bytes());
+        f.extend(65536u32.to_le_bytes());
+        f
+    };
+    assert_eq!(a.handle_input(&upd(3)), Ok(16));
+    let e = MuxError::ConsumedMoreThanSent { id };
+    assert_eq!(a.handle_input(&upd(4)), Err(e));
+    assert_eq!(events(&mut a), [MuxEvent::SessionClosed { reason: e }]);
+    assert_eq!(a.stream_write(id, b"x"), Err(MuxError::Closed));
+    assert_eq!(a.poll_timeout(), None);
+}
+
+#[test]
+fn reads_drain_after_the_session_ends() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = pair(MuxConfig::default(), t0);
+    let id = a.open_stream().unwrap();
+    a.stream_write(id, b"last words").unwrap();
+    pump(&mut a, &mut b);
+    b.handle_eof();
+    let mut buf = [0u8; 64];
+    assert_eq!(b.stream_read(id, &mut buf), Ok(10));
+    assert_eq!(b.stream_read(id, &mut buf), Err(MuxError::Closed));
+    b.stream_close(id).unwrap();
+    assert_eq!(b.stream_count(), 0);
+}
