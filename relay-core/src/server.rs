@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 use crate::addr::{Address, Host};
 use crate::auth::Authenticator;
 use crate::codec::Decoded;
+use crate::policy::Policy;
 use crate::target::Target;
 use crate::wire::{Feature, Features, Network, Request, Response, Status, WireError};
 
@@ -58,6 +59,16 @@ pub struct ServerConfig {
     pub forward: bool,
     /// Credentials check (for example [`crate::auth::Credentials`]); `None` accepts everyone.
     pub auth: Option<Arc<dyn Authenticator + Send + Sync>>,
+    /// Which targets may be dialled (bypass, allow list, SSRF guard); `None` allows all.
+    pub policy: Option<Arc<Policy>>,
+}
+
+impl ServerConfig {
+    /// Whether an address the target resolved to may be connected to. Adapters check every
+    /// resolved address and report a refusal as [`DialError::Forbidden`].
+    pub fn allows_resolved(&self, ip: std::net::IpAddr) -> bool {
+        self.policy.as_ref().is_none_or(|p| p.allows_ip(ip))
+    }
 }
 
 impl Default for ServerConfig {
@@ -69,6 +80,7 @@ impl Default for ServerConfig {
             bind: false,
             forward: false,
             auth: None,
+            policy: None,
         }
     }
 }
@@ -82,6 +94,7 @@ impl fmt::Debug for ServerConfig {
             .field("bind", &self.bind)
             .field("forward", &self.forward)
             .field("auth", &self.auth.is_some())
+            .field("policy", &self.policy)
             .finish()
     }
 }
@@ -131,6 +144,8 @@ pub enum DialError {
     NoTarget,
     /// Resolution or connection failed (status 7, or 6 in forwarding mode).
     Failed,
+    /// The target resolved to an address the policy refuses (status 3).
+    Forbidden,
 }
 
 /// A relay response small enough to live inline (at most an OK with an IPv6 address).
@@ -336,8 +351,17 @@ impl Server {
             return self.dial(network, None, now);
         }
         match req.cmd.command() {
-            0 | 1 => match req.features.addr() {
-                Some(addr) => self.dial(network, Some(Target::from_address(&addr)), now),
+            0 | 1 => match req.features.addr().map(|a| Target::from_address(&a)) {
+                Some(t)
+                    if self
+                        .config
+                        .policy
+                        .as_ref()
+                        .is_some_and(|p| !p.allows_target(&t)) =>
+                {
+                    self.refuse(Status::FORBIDDEN)
+                }
+                Some(target) => self.dial(network, Some(target), now),
                 None => self.refuse(Status::BAD_REQUEST),
             },
             2 => self.bind(network, req.features.addr()),
@@ -417,6 +441,7 @@ impl Server {
                 }));
             }
             Err(DialError::NoTarget) => self.refuse(Status::SERVICE_UNAVAILABLE),
+            Err(DialError::Forbidden) => self.refuse(Status::FORBIDDEN),
             Err(DialError::Failed) if forward => self.refuse(Status::HOST_UNREACHABLE),
             Err(DialError::Failed) => self.refuse(Status::NETWORK_UNREACHABLE),
         }

@@ -648,3 +648,49 @@ fn any_split_of_the_request_gives_the_same_result() {
         assert!(matches!(server.poll_output(), Some(ServerOutput::Dial(_))));
     }
 }
+
+// ---------------------------------------------------------------- target policy
+
+#[test]
+fn policy_refuses_with_status_3() {
+    use relay_core::policy::Policy;
+    let policy = Policy {
+        deny: vec!["*.blocked.example".parse().unwrap()],
+        block_internal: true,
+        ..Policy::default()
+    };
+    let config = cfg(|c| c.server.policy = Some(Arc::new(policy)));
+    // ":22" is this host: the SSRF guard refuses it.
+    assert_eq!(raw(config.clone(), &hex(CONNECT_22)).0, [1, 3, 0, 0]);
+    let request = |to: &str| {
+        Client::connect(Transport::Tcp, &addr(to), None, false)
+            .unwrap()
+            .request()
+            .to_vec()
+    };
+    assert_eq!(
+        raw(config.clone(), &request("x.blocked.example:80")).0,
+        [1, 3, 0, 0]
+    );
+    assert_eq!(raw(config.clone(), &request("10.0.0.1:80")).0, [1, 3, 0, 0]);
+    // A public name passes the request check (its addresses are checked after resolution).
+    let (_, reason, sim) = raw(config, &request("example.com:80"));
+    assert_eq!(reason, None);
+    assert!(matches!(sim.events()[0].1, SimEvent::Dial(..)));
+}
+
+#[test]
+fn resolved_address_refused_is_status_3() {
+    let t0 = start();
+    let mut server = Server::new(Arc::new(ServerConfig::default()), t0);
+    server.handle_input(
+        &hex("01 01 00 12 02 00 0f 03 0b 65 78 61 6d 70 6c 65 2e 63 6f 6d 00 50"),
+        t0,
+    );
+    assert!(matches!(server.poll_output(), Some(ServerOutput::Dial(_))));
+    server.dial_done(Err(relay_core::server::DialError::Forbidden), t0);
+    let Some(ServerOutput::Transmit(bytes)) = server.poll_output() else {
+        panic!()
+    };
+    assert_eq!(bytes.as_slice(), &[1, 3, 0, 0]);
+}

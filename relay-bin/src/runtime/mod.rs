@@ -148,5 +148,6 @@ pub fn server_config(
         bind: opts.bind,
         forward: opts.mode == RelayMode::Forward,
         auth,
+        policy: None,
     }
 }
