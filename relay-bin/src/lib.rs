@@ -8,4 +8,5 @@ pub mod flags;
 pub mod logging;
 pub mod run;
 pub mod runtime;
+pub mod shutdown;
 pub mod url;

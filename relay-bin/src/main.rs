@@ -69,6 +69,7 @@ fn main() -> ExitCode {
         };
     }
     relay_bin::logging::init(flags.debug, flags.trace);
+    relay_bin::shutdown::install();
     let plan = match resolved {
         Ok(p) => p,
         Err(e) => return fail(e, 1),
