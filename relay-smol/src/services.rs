@@ -8,17 +8,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use relay_core::Decoded;
 use relay_core::auth::{Authenticator, Credentials};
 use relay_core::buf::RecvBuf;
 use relay_core::entry::http::{HttpRequest, HttpStatus, RequestKind};
 use relay_core::entry::socks4::{self, Socks4Request};
-use relay_core::entry::socks5::{self, ReplyCode, Socks5Request, Socks5Server, Step};
-use relay_core::entry::{Protocol, detect};
+use relay_core::entry::socks5::{self, Socks5Request, Socks5Server, Step};
+use relay_core::entry::{Answer, Protocol, detect};
 use relay_core::route::Chain;
 use relay_core::select::NodeSet;
 use relay_core::server::Transport;
 use relay_core::target::Target;
-use relay_core::{Address, Decoded};
 use smol::Timer;
 use smol::channel::{Receiver, Sender, bounded};
 use smol::net::{TcpListener, TcpStream, UdpSocket};
@@ -261,12 +261,20 @@ pub async fn serve_entry(listener: TcpListener, config: Arc<EntryConfig>) -> io:
     }
 }
 
-/// What an entry handshake produced: where to, and how to answer once connected.
-enum Accepted {
-    Socks5,
-    Socks4,
-    HttpConnect,
-    HttpForward(Vec<u8>),
+/// What an entry handshake produced: how to answer once connected, and the rewritten head of
+/// a forwarded HTTP request.
+struct Accepted {
+    answer: Answer,
+    head: Vec<u8>,
+}
+
+impl Accepted {
+    fn plain(answer: Answer) -> Accepted {
+        Accepted {
+            answer,
+            head: Vec::new(),
+        }
+    }
 }
 
 async fn read_more(local: &mut TcpStream, rb: &mut RecvBuf) -> io::Result<()> {
@@ -315,34 +323,12 @@ async fn entry(mut local: TcpStream, config: &EntryConfig) -> io::Result<()> {
     {
         Ok(r) => r,
         Err(e) => {
-            let reply: &[u8] = match accepted {
-                Accepted::Socks5 => &socks5::failure_reply(ReplyCode::HOST_UNREACHABLE),
-                Accepted::Socks4 => &socks4::encode_reply(false),
-                Accepted::HttpConnect | Accepted::HttpForward(_) => {
-                    HttpStatus::BadGateway.response()
-                }
-            };
-            local.write_all(reply).await?;
+            local.write_all(accepted.answer.failure()).await?;
             return Err(e);
         }
     };
-    let mut head = Vec::new();
-    match &accepted {
-        Accepted::Socks5 => {
-            let mut out = [0u8; 32];
-            let any = Address::parse("0.0.0.0:0").map_err(io::Error::other)?;
-            let n = socks5::encode_reply(ReplyCode::SUCCEEDED, &any, &mut out)
-                .map_err(io::Error::other)?;
-            local.write_all(&out[..n]).await?;
-        }
-        Accepted::Socks4 => local.write_all(&socks4::encode_reply(true)).await?,
-        Accepted::HttpConnect => {
-            local
-                .write_all(HttpStatus::ConnectionEstablished.response())
-                .await?
-        }
-        Accepted::HttpForward(rewritten) => head.extend_from_slice(rewritten),
-    }
+    local.write_all(accepted.answer.success()).await?;
+    let mut head = accepted.head;
     head.extend_from_slice(rb.data());
     let (rr, rw) = futures_lite::io::split(remote);
     let t = pipe((local.clone(), local), (rr, rw), &head, &[]).await?;
@@ -368,7 +354,9 @@ async fn socks5_handshake(
                     Socks5Request::Connect { target } => Target::from_address(&target),
                     Socks5Request::UdpAssociate { .. } => {
                         local
-                            .write_all(&socks5::failure_reply(ReplyCode::COMMAND_NOT_SUPPORTED))
+                            .write_all(&socks5::failure_reply(
+                                socks5::ReplyCode::COMMAND_NOT_SUPPORTED,
+                            ))
                             .await?;
                         return Err(io::Error::new(
                             io::ErrorKind::Unsupported,
@@ -377,7 +365,7 @@ async fn socks5_handshake(
                     }
                 };
                 rb.consume(consumed);
-                return Ok((target, Accepted::Socks5));
+                return Ok((target, Accepted::plain(Answer::Socks5)));
             }
             Ok(Step::Refused { reply, error, .. }) => {
                 local.write_all(reply).await?;
@@ -398,7 +386,7 @@ async fn socks4_handshake(
             Ok(Decoded::Complete { value, consumed }) => {
                 let target = Target::from_address(&value.target);
                 rb.consume(consumed);
-                return Ok((target, Accepted::Socks4));
+                return Ok((target, Accepted::plain(Answer::Socks4)));
             }
             Err(e) => {
                 local.write_all(&socks4::encode_reply(false)).await?;
@@ -435,14 +423,17 @@ async fn http_handshake(
                 }
                 let target = Target::from_address(&value.target);
                 let accepted = match value.kind {
-                    RequestKind::Connect => Accepted::HttpConnect,
+                    RequestKind::Connect => Accepted::plain(Answer::HttpConnect),
                     RequestKind::Forward { .. } => {
                         let mut head = vec![0u8; value.forward_head_len()];
                         let n = value
                             .write_forward_head(&mut head)
                             .map_err(io::Error::other)?;
                         head.truncate(n);
-                        Accepted::HttpForward(head)
+                        Accepted {
+                            answer: Answer::HttpForward,
+                            head,
+                        }
                     }
                 };
                 rb.consume(consumed);

@@ -47,6 +47,49 @@ pub fn detect(first_bytes: &[u8]) -> Option<Protocol> {
     })
 }
 
+/// What an entry handshake answers once its upstream connection is known. The replies come
+/// from here so that adapters never pick a reply code.
+///
+/// ```
+/// use relay_core::entry::Answer;
+/// assert_eq!(Answer::Socks5.success(), &[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+/// assert_eq!(Answer::Socks4.failure(), &[0, 0x5b, 0, 0, 0, 0, 0, 0]);
+/// assert!(Answer::HttpConnect.failure().starts_with(b"HTTP/1.1 502"));
+/// assert!(Answer::HttpForward.success().is_empty()); // the origin's own response follows
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// A SOCKS5 CONNECT.
+    Socks5,
+    /// A SOCKS4/4a CONNECT.
+    Socks4,
+    /// An HTTP `CONNECT`.
+    HttpConnect,
+    /// An HTTP request with an absolute URI, forwarded to the origin.
+    HttpForward,
+}
+
+impl Answer {
+    /// The reply once connected (SOCKS5 with the unspecified bound address `0.0.0.0:0`).
+    pub fn success(self) -> &'static [u8] {
+        match self {
+            Answer::Socks5 => &[socks5::VERSION, 0, 0, 1, 0, 0, 0, 0, 0, 0],
+            Answer::Socks4 => &[0, 0x5a, 0, 0, 0, 0, 0, 0],
+            Answer::HttpConnect => http::HttpStatus::ConnectionEstablished.response(),
+            Answer::HttpForward => &[],
+        }
+    }
+
+    /// The reply when the upstream connection failed (host unreachable, rejected, bad gateway).
+    pub fn failure(self) -> &'static [u8] {
+        match self {
+            Answer::Socks5 => &[socks5::VERSION, 4, 0, 1, 0, 0, 0, 0, 0, 0],
+            Answer::Socks4 => &[0, 0x5b, 0, 0, 0, 0, 0, 0],
+            Answer::HttpConnect | Answer::HttpForward => http::HttpStatus::BadGateway.response(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
