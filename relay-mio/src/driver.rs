@@ -443,11 +443,15 @@ impl Driver {
             Unit::Session { session, .. } => session.deadline(),
             _ => None,
         };
-        if deadline != slot.armed {
-            slot.armed = deadline;
-            if let Some(at) = deadline {
+        // One heap entry per unit at a time: a later deadline waits for the armed entry to
+        // fire (spuriously) and re-arm; an earlier one replaces it (the old entry goes stale).
+        match (deadline, slot.armed) {
+            (Some(at), Some(armed)) if armed <= at => {}
+            (Some(at), _) => {
+                slot.armed = Some(at);
                 self.timers.push(Reverse((at, key, slot.serial)));
             }
+            (None, _) => {}
         }
     }
 

@@ -157,9 +157,10 @@ impl FwdConn {
         match result {
             Ok(false) => Next::Keep,
             Ok(true) => Next::Close,
-            Err(PipeError::Refused(hop, e)) => {
+            Err(e @ PipeError::Refused(..)) => {
+                // A refusal is the hop's answer, not a failure of its node: like GOST's lazy
+                // connector, only connects to the first node count against the fail filter.
                 log::info!("tcp forward {} -> {}: {e}", self.peer, self.target);
-                chain.report(&self.plan, Some(hop), ctx.now);
                 Next::Close
             }
             Err(PipeError::Io(e)) => {
@@ -314,10 +315,8 @@ impl UdpSession {
                 match self.strip.feed(self.rb.data()) {
                     Ok(used) => self.rb.consume(used),
                     Err(e) => {
+                        // As for TCP: a refusal does not count against the node.
                         log::info!("udp forward {} -> {}: {e}", self.peer, self.target);
-                        if let PipeError::Refused(hop, _) = e {
-                            chain.report(&self.plan, Some(hop), ctx.now);
-                        }
                         return Next::Close;
                     }
                 }

@@ -98,6 +98,23 @@ fn tcp_forward_through_two_relays_mixed_nodelay() {
 }
 
 #[test]
+fn tcp_forward_survives_clients_that_leave_at_once() {
+    // Local clients closing before a byte (port probes) must not set the node aside.
+    let echo = tcp_echo();
+    let mut ev = EventLoop::new().unwrap();
+    let relay = add_relay(&mut ev, ServerConfig::default());
+    let local = tcp_forward(&mut ev, Chain::new(vec![hop(Node::new(relay))]), echo);
+    let _r = run(ev);
+    for _ in 0..3 {
+        drop(connect(local));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let mut s = connect(local);
+    s.write_all(b"still works").unwrap();
+    assert_eq!(read_n(&mut s, 11), b"still works");
+}
+
+#[test]
 fn tcp_forward_refusal_closes_local() {
     let echo = tcp_echo();
     let mut ev = EventLoop::new().unwrap();
@@ -110,9 +127,12 @@ fn tcp_forward_refusal_closes_local() {
     );
     let local = tcp_forward(&mut ev, Chain::new(vec![hop(Node::new(relay))]), echo);
     let _r = run(ev);
-    let mut s = connect(local);
-    s.write_all(b"let me in").unwrap();
-    assert_eq!(read_to_end(&mut s), b"");
+    for _ in 0..2 {
+        // Refused every time (the refusal does not take the node out: no "no node" instead).
+        let mut s = connect(local);
+        s.write_all(b"let me in").unwrap();
+        assert_eq!(read_to_end(&mut s), b"");
+    }
 }
 
 #[test]
