@@ -145,3 +145,53 @@ fn forwarding_through_a_relay_then_sigterm() {
     );
     assert_eq!(signal(&mut server, "-INT"), Some(0), "clean stop on SIGINT");
 }
+
+#[test]
+fn targetless_forward_through_a_chained_relay_to_a_forwarding_relay() {
+    let echo = TcpListener::bind("127.0.0.1:0").unwrap();
+    let echo_port = echo.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in echo.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    // Last: a forwarding relay server (its own target). Middle: a relay server dialing
+    // through a chain to it. Entry: a TCP forward with no target (":0"), chained to the middle.
+    let last = free_port();
+    let _last = spawn(&[
+        "-L",
+        &format!("relay://127.0.0.1:{last}/127.0.0.1:{echo_port}"),
+    ]);
+    wait_listening(last);
+    let middle = free_port();
+    let _middle = spawn(&[
+        "-L",
+        &format!("relay://127.0.0.1:{middle}"),
+        "-F",
+        &format!("relay://127.0.0.1:{last}"),
+    ]);
+    wait_listening(middle);
+    let entry = free_port();
+    let _entry = spawn(&[
+        "-L",
+        &format!("tcp://127.0.0.1:{entry}"),
+        "-F",
+        &format!("relay://127.0.0.1:{middle}"),
+    ]);
+    wait_listening(entry);
+
+    let mut s = TcpStream::connect(("127.0.0.1", entry)).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    s.write_all(b"three processes").unwrap();
+    let mut back = [0u8; 15];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"three processes");
+}

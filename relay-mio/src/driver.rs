@@ -42,12 +42,14 @@ pub(crate) struct Ctx<'a> {
     pub serial: u64,
     pub now: Instant,
     pub forward: Option<&'a mut NodeSet<Target>>,
+    pub chain: Option<&'a mut Chain>,
 }
 
 enum Service {
     Relay {
         config: Arc<ServerConfig>,
         forward: Option<NodeSet<Target>>,
+        chain: Option<Chain>,
     },
     TcpForward {
         chain: Chain,
@@ -228,7 +230,30 @@ impl Driver {
         config: Arc<ServerConfig>,
         forward: Option<NodeSet<Target>>,
     ) -> io::Result<()> {
-        self.services.push(Service::Relay { config, forward });
+        self.services.push(Service::Relay {
+            config,
+            forward,
+            chain: None,
+        });
+        self.add_listener(listener)
+    }
+
+    /// Like [`Driver::add_relay_server`], with the targets reached through `chain` (GOST
+    /// `-L relay://:8420 -F relay://next:8420`): the dial connects to the chain's first node,
+    /// the hop requests go out in front of the client's payload and the hop responses are
+    /// stripped from the front of what comes back. UDP CONNECT asks the last hop for UDP.
+    pub fn add_relay_server_chained(
+        &mut self,
+        listener: std::net::TcpListener,
+        config: Arc<ServerConfig>,
+        forward: Option<NodeSet<Target>>,
+        chain: Chain,
+    ) -> io::Result<()> {
+        self.services.push(Service::Relay {
+            config,
+            forward,
+            chain: Some(chain),
+        });
         self.add_listener(listener)
     }
 
@@ -380,9 +405,11 @@ impl Driver {
                     serial,
                     now,
                     forward: None,
+                    chain: None,
                 };
-                if let Some(Service::Relay { forward, .. }) = self.services.get_mut(svc) {
+                if let Some(Service::Relay { forward, chain, .. }) = self.services.get_mut(svc) {
                     ctx.forward = forward.as_mut();
+                    ctx.chain = chain.as_mut();
                 }
                 match why {
                     Why::Ready => conn.drive(&mut ctx),
@@ -399,6 +426,7 @@ impl Driver {
                     serial,
                     now,
                     forward: None,
+                    chain: None,
                 };
                 let Service::TcpForward { chain, .. } = &mut self.services[conn.svc()] else {
                     return;
@@ -417,6 +445,7 @@ impl Driver {
                     serial,
                     now,
                     forward: None,
+                    chain: None,
                 };
                 let Service::UdpForward { chain, .. } = &mut self.services[*svc] else {
                     return;
@@ -494,6 +523,7 @@ impl Driver {
             serial: self.serial,
             now,
             forward: None,
+            chain: None,
         };
         match unit(&ctx) {
             Ok(unit) => {

@@ -23,7 +23,7 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Places the hop requests in `up`, in hop order: those that must go out at once are written
 /// at once, the first lazy one and every one after it wait for the first payload.
-fn queue_requests(clients: &mut [Client], up: &mut Half, hold_lazy: bool) {
+pub(crate) fn queue_requests(clients: &mut [Client], up: &mut Half, hold_lazy: bool) {
     let mut lazy = false;
     for c in clients.iter_mut() {
         if !lazy {

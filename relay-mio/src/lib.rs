@@ -6,7 +6,8 @@
 //! core's. Three services run on one loop:
 //!
 //! - [`EventLoop::add_relay_server`]: a relay server (proxy or forwarding mode): TCP tunnels
-//!   and UDP CONNECT tunnels;
+//!   and UDP CONNECT tunnels, to the targets directly or through a chain of relay nodes
+//!   ([`EventLoop::add_relay_server_chained`]);
 //! - [`EventLoop::add_tcp_forward`]: local TCP port forwarding through a chain of relay nodes;
 //! - [`EventLoop::add_udp_forward`]: local UDP port forwarding through a chain (UDP CONNECT).
 //!
@@ -114,6 +115,18 @@ impl EventLoop {
         forward: Option<NodeSet<Target>>,
     ) -> io::Result<()> {
         self.driver.add_relay_server(listener, config, forward)
+    }
+
+    /// See [`Driver::add_relay_server_chained`].
+    pub fn add_relay_server_chained(
+        &mut self,
+        listener: std::net::TcpListener,
+        config: Arc<ServerConfig>,
+        forward: Option<NodeSet<Target>>,
+        chain: Chain,
+    ) -> io::Result<()> {
+        self.driver
+            .add_relay_server_chained(listener, config, forward, chain)
     }
 
     /// See [`Driver::add_tcp_forward`].

@@ -24,6 +24,8 @@ pub(crate) struct Half {
     start: usize,
     end: usize,
     hold: usize,
+    /// Bytes at the tail, inside `hold`, that may still hold hop responses to strip.
+    unstripped: usize,
     /// The source ended.
     pub eof: bool,
     /// The destination's write side was shut after `eof`.
@@ -64,6 +66,7 @@ impl Half {
             start: 0,
             end: 0,
             hold: 0,
+            unstripped: 0,
             eof: false,
             shut: false,
             bytes: 0,
@@ -73,7 +76,11 @@ impl Half {
     /// Appends bytes to write (as many as fit; callers stay within `PREFIX_ROOM`). `held`
     /// bytes wait for more bytes from the source.
     pub(crate) fn push(&mut self, bytes: &[u8], held: bool) {
-        self.compact();
+        if self.start > 0 && self.buf.len() - self.end < bytes.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
         let n = bytes.len().min(self.buf.len() - self.end);
         self.buf[self.end..self.end + n].copy_from_slice(&bytes[..n]);
         self.end += n;
@@ -95,6 +102,11 @@ impl Half {
             self.start = 0;
             self.end = 0;
         }
+    }
+
+    /// A direction whose buffer has room for `extra` bytes beyond the copy buffer.
+    pub(crate) fn with_room(extra: usize) -> Half {
+        Half::new(extra)
     }
 
     /// Room left for [`Half::push`].
@@ -127,9 +139,6 @@ impl Half {
                 Ok(n) => {
                     self.end += n;
                     self.bytes += n as u64;
-                    if n > 0 {
-                        self.hold = 0;
-                    }
                     Ok(Some(n))
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -181,21 +190,22 @@ impl Half {
                 }
                 return Ok(());
             }
+            let prior_hold = self.hold;
             match self.read_from(src)? {
                 None => return Ok(()),
                 Some(0) => {
                     self.eof = true;
                     self.end -= self.hold;
                     self.hold = 0;
+                    self.unstripped = 0;
                     if let Some(s) = strip.as_deref_mut() {
                         s.eof()?;
                     }
                 }
-                Some(_) => {
-                    if let Some(s) = strip.as_deref_mut() {
-                        s.feed_half(self)?;
-                    }
-                }
+                Some(n) => match strip.as_deref_mut() {
+                    Some(s) if !s.is_done() => s.feed_half(self, n, prior_hold)?,
+                    _ => self.hold = 0,
+                },
             }
         }
     }
@@ -235,14 +245,24 @@ impl Strip {
         Ok(used)
     }
 
-    fn feed_half(&mut self, h: &mut Half) -> Result<(), PipeError> {
-        if self.is_done() {
-            return Ok(());
+    /// `n` bytes were just read into `h`, whose last `prior_hold` bytes were held before (a
+    /// held prefix, then bytes not yet stripped). Removes the responses found at the start of
+    /// the unstripped bytes, keeps the prefix held until payload follows.
+    fn feed_half(&mut self, h: &mut Half, n: usize, prior_hold: usize) -> Result<(), PipeError> {
+        let prefix = prior_hold - h.unstripped;
+        h.unstripped += n;
+        let at = h.end - h.unstripped;
+        let used = self.feed(&h.buf[at..h.end])?;
+        if used > 0 {
+            h.buf.copy_within(at + used..h.end, at);
+            h.end -= used;
+            h.unstripped -= used;
         }
-        let used = self.feed(h.pending())?;
-        h.consume(used);
-        if !self.is_done() {
-            h.hold = h.end - h.start;
+        if self.is_done() {
+            let payload = std::mem::take(&mut h.unstripped);
+            h.hold = if payload > 0 { 0 } else { prefix };
+        } else {
+            h.hold = prefix + h.unstripped;
         }
         Ok(())
     }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use mio::net::{TcpStream, UdpSocket};
 use relay_core::Decoded;
 use relay_core::buf::RecvBuf;
+use relay_core::route::RoutePlan;
 use relay_core::select::NodeSet;
 use relay_core::server::{
     DialError, DialRequest, DialTarget, Established, Server, ServerOutput, Transport,
@@ -17,11 +18,14 @@ use relay_core::udp::{LengthFrame, MAX_DATAGRAM};
 
 use crate::dial::{ConnectState, connect_state, tcp_connect, udp_connect};
 use crate::driver::{Ctx, Next};
-use crate::pipe::{Half, Pipe};
+use crate::forward::queue_requests;
+use crate::pipe::{Half, PREFIX_ROOM, Pipe, Strip};
 
 enum Dialed {
     Tcp(TcpStream),
     Udp(UdpSocket),
+    /// Connected to the first node of the service's chain.
+    Chain(TcpStream),
 }
 
 enum State {
@@ -36,7 +40,7 @@ enum State {
     },
     /// The dial succeeded; the core is about to announce the data phase.
     Dialed(Dialed),
-    /// TCP tunnel.
+    /// TCP tunnel (or any tunnel through a chain).
     Tcp(TcpStream),
     /// UDP tunnel.
     Udp(Box<UdpTunnel>),
@@ -59,6 +63,10 @@ pub(crate) struct RelayConn {
     network: Transport,
     target: Option<Target>,
     pick: Option<usize>,
+    /// The route through the service's chain, if it has one.
+    route: Option<RoutePlan>,
+    /// The hop responses to strip from the chain's downstream.
+    strip: Option<Strip>,
     started: Instant,
     open: bool,
 }
@@ -81,6 +89,8 @@ impl RelayConn {
             network: Transport::Tcp,
             target: None,
             pick: None,
+            route: None,
+            strip: None,
             started: now,
             open: false,
         }
@@ -130,41 +140,41 @@ impl RelayConn {
 
     /// One step; true when the state changed and another step may progress.
     fn step(&mut self, ctx: &mut Ctx<'_>) -> bool {
-        match &mut self.state {
-            State::Handshake => self.read_request(ctx),
-            State::Resolving | State::Dialed(_) | State::Closed => false,
-            State::Connecting { .. } => self.check_connect(ctx),
-            State::Tcp(target) => match self.pipe.drive(&mut self.client, target, None) {
-                Ok(false) => false,
-                Ok(true) => {
-                    self.state = State::Closed;
-                    true
+        let result = match &mut self.state {
+            State::Handshake => return self.read_request(ctx),
+            State::Resolving | State::Dialed(_) | State::Closed => return false,
+            State::Connecting { .. } => return self.check_connect(ctx),
+            State::Tcp(target) => {
+                let was_done = self.strip.as_ref().is_none_or(Strip::is_done);
+                let result = self
+                    .pipe
+                    .drive(&mut self.client, target, self.strip.as_mut());
+                if !was_done && self.strip.as_ref().is_some_and(Strip::is_done) {
+                    if let (Some(plan), Some(chain)) = (&self.route, ctx.chain.as_deref_mut()) {
+                        chain.report(plan, None, ctx.now);
+                    }
                 }
-                Err(e) => {
-                    log::debug!("relay {}: {e}", self.peer);
-                    self.state = State::Closed;
-                    true
-                }
-            },
-            State::Udp(tunnel) => match tunnel.drive(&mut self.client, &mut self.pipe.down) {
-                Ok(false) => false,
-                Ok(true) => {
-                    self.state = State::Closed;
-                    true
-                }
-                Err(e) => {
-                    log::debug!("relay {}: {e}", self.peer);
-                    self.state = State::Closed;
-                    true
-                }
-            },
+                result.map_err(|e| e.to_string())
+            }
+            State::Udp(tunnel) => tunnel
+                .drive(&mut self.client, &mut self.pipe.down)
+                .map_err(|e| e.to_string()),
             State::Closing => match self.pipe.down.flush(&mut self.client) {
-                Ok(false) => false,
-                Ok(true) | Err(_) => {
-                    self.state = State::Closed;
-                    true
-                }
+                Ok(false) => Ok(false),
+                Ok(true) | Err(_) => Ok(true),
             },
+        };
+        match result {
+            Ok(false) => false,
+            Ok(true) => {
+                self.state = State::Closed;
+                true
+            }
+            Err(e) => {
+                log::debug!("relay {}: {e}", self.peer);
+                self.state = State::Closed;
+                true
+            }
         }
     }
 
@@ -225,6 +235,9 @@ impl RelayConn {
             }
         };
         self.target = Some(target);
+        if ctx.chain.is_some() {
+            return self.dial_chain(target, ctx);
+        }
         if let Some(addr) = target.dial_addr() {
             return self.connect(vec![addr], ctx);
         }
@@ -235,6 +248,30 @@ impl RelayConn {
                 self.state = State::Resolving;
             }
             _ => self.dial_failed(io::ErrorKind::InvalidInput.into(), ctx),
+        }
+    }
+
+    /// Connects to the first node of the service's chain (the hops resolve the target).
+    fn dial_chain(&mut self, target: Target, ctx: &mut Ctx<'_>) {
+        let planned = match ctx.chain.as_deref_mut() {
+            Some(chain) => chain.plan(ctx.now, self.network, &target.as_address()),
+            None => return,
+        };
+        match planned {
+            Ok(plan) => {
+                let connected = tcp_connect(&mut vec![plan.first_hop], ctx.registry, ctx.token);
+                self.route = Some(plan);
+                match connected {
+                    Ok(stream) => {
+                        self.state = State::Connecting {
+                            stream,
+                            rest: Vec::new(),
+                        }
+                    }
+                    Err(e) => self.dial_failed(e, ctx),
+                }
+            }
+            Err(e) => self.dial_failed(io::Error::other(e), ctx),
         }
     }
 
@@ -272,7 +309,12 @@ impl RelayConn {
                 if let State::Connecting { stream, .. } =
                     std::mem::replace(&mut self.state, State::Resolving)
                 {
-                    self.dial_ok(Dialed::Tcp(stream), ctx);
+                    let dialed = if self.route.is_some() {
+                        Dialed::Chain(stream)
+                    } else {
+                        Dialed::Tcp(stream)
+                    };
+                    self.dial_ok(dialed, ctx);
                 }
                 true
             }
@@ -306,6 +348,9 @@ impl RelayConn {
             log::debug!("relay {}: dial {t}: {e}", self.peer);
         }
         self.report(false, ctx);
+        if let (Some(plan), Some(chain)) = (self.route.take(), ctx.chain.as_deref_mut()) {
+            chain.report(&plan, Some(0), ctx.now);
+        }
         self.state = State::Resolving;
         self.server.dial_done(Err(DialError::Failed), ctx.now);
         self.run_outputs(ctx);
@@ -329,6 +374,28 @@ impl RelayConn {
                     UdpTunnel::new(s, self.pipe.up.pending(), downstream_prefix.as_slice());
                 self.pipe.up.consume(usize::MAX);
                 self.state = State::Udp(Box::new(tunnel));
+            }
+            (
+                Established::Tcp { downstream_prefix } | Established::Udp { downstream_prefix },
+                Dialed::Chain(stream),
+            ) => {
+                let Some(plan) = self.route.as_mut() else {
+                    return;
+                };
+                let mut clients = std::mem::take(&mut plan.clients);
+                let head_bytes = self.pipe.up.pending();
+                let requests: usize = clients.iter().map(|c| c.request().len()).sum();
+                let mut up = Half::with_room(PREFIX_ROOM + requests);
+                // Lazy hop requests wait for payload; payload that came with the relay request
+                // lets them go at once.
+                queue_requests(&mut clients, &mut up, head_bytes.is_empty());
+                up.push(head_bytes, false);
+                up.bytes = head;
+                self.pipe.up = up;
+                self.pipe.down.push(downstream_prefix.as_slice(), true);
+                self.pipe.down.bytes = 0;
+                self.strip = Some(Strip::new(clients));
+                self.state = State::Tcp(stream);
             }
             (other, _) => {
                 log::info!("relay {}: data phase {other:?} is not served", self.peer);
@@ -357,7 +424,7 @@ impl RelayConn {
                 let _ = registry.deregister(stream);
                 (self.pipe.up.bytes, self.pipe.down.bytes)
             }
-            State::Dialed(Dialed::Tcp(stream)) => {
+            State::Dialed(Dialed::Tcp(stream) | Dialed::Chain(stream)) => {
                 let _ = registry.deregister(stream);
                 (0, 0)
             }

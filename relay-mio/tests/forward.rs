@@ -275,3 +275,99 @@ fn udp_forward_session_ends_after_idle_ttl() {
         "the session and its tunnel ended after the ttl"
     );
 }
+
+#[test]
+fn relay_server_through_a_chain_tcp_and_udp() {
+    let echo = tcp_echo();
+    let uecho = udp_echo();
+    let mut ev = EventLoop::new().unwrap();
+    let last = add_relay(&mut ev, ServerConfig::default());
+    let (l, entry) = listener();
+    ev.add_relay_server_chained(
+        l,
+        Arc::new(ServerConfig::default()),
+        None,
+        Chain::new(vec![hop(Node::new(last))]),
+    )
+    .unwrap();
+    let _r = run(ev);
+
+    // TCP: one OK from the entry server (held until data), the last hop's response stripped.
+    let mut s = connect(entry);
+    let mut first = request(relay_core::server::Transport::Tcp, &echo.to_string(), None);
+    first.extend_from_slice(b"two hops");
+    s.write_all(&first).unwrap();
+    assert_eq!(read_n(&mut s, 12), b"\x01\x00\x00\x00two hops");
+    s.write_all(b" and more").unwrap();
+    assert_eq!(read_n(&mut s, 9), b" and more");
+    s.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut s), b"");
+
+    // TCP, request alone first: the lazy hop request waits for the payload.
+    let mut s = connect(entry);
+    s.write_all(&request(
+        relay_core::server::Transport::Tcp,
+        &echo.to_string(),
+        None,
+    ))
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    s.write_all(b"later").unwrap();
+    assert_eq!(read_n(&mut s, 9), b"\x01\x00\x00\x00later");
+
+    // UDP CONNECT through the chain.
+    let mut s = connect(entry);
+    let mut first = request(relay_core::server::Transport::Udp, &uecho.to_string(), None);
+    first.extend_from_slice(&[0, 2, b'u', b'p']);
+    s.write_all(&first).unwrap();
+    assert_eq!(read_n(&mut s, 8), [1, 0, 0, 0, 0, 2, b'u', b'p']);
+    s.write_all(&[0, 3, b'a', b'g', b'n']).unwrap();
+    assert_eq!(read_n(&mut s, 5), [0, 3, b'a', b'g', b'n']);
+}
+
+#[test]
+fn relay_server_through_a_chain_refusals() {
+    let echo = tcp_echo();
+    let mut ev = EventLoop::new().unwrap();
+    // The last hop refuses (auth): the client sees the stream end, its held OK dropped.
+    let last = add_relay(
+        &mut ev,
+        ServerConfig {
+            auth: Some(Arc::new(Credentials::single("u", "p"))),
+            ..Default::default()
+        },
+    );
+    let (l, entry) = listener();
+    ev.add_relay_server_chained(
+        l,
+        Arc::new(ServerConfig::default()),
+        None,
+        Chain::new(vec![hop(Node::new(last))]),
+    )
+    .unwrap();
+    // A dead first node: the dial fails, status 7.
+    let (l2, entry2) = listener();
+    ev.add_relay_server_chained(
+        l2,
+        Arc::new(ServerConfig::default()),
+        None,
+        Chain::new(vec![hop(Node::new(closed_port()))]),
+    )
+    .unwrap();
+    let _r = run(ev);
+
+    let mut s = connect(entry);
+    let mut first = request(relay_core::server::Transport::Tcp, &echo.to_string(), None);
+    first.extend_from_slice(b"x");
+    s.write_all(&first).unwrap();
+    assert_eq!(read_to_end(&mut s), b"");
+
+    let mut s = connect(entry2);
+    s.write_all(&request(
+        relay_core::server::Transport::Tcp,
+        &echo.to_string(),
+        None,
+    ))
+    .unwrap();
+    assert_eq!(read_to_end(&mut s), [1, 7, 0, 0]);
+}

@@ -1,7 +1,7 @@
 //! The plan on relay-mio's event loop.
 //!
-//! Runs relay services (proxy and forwarding mode) and local TCP/UDP port forwarding through
-//! relay chains on one hand-rolled mio loop; SIGINT and SIGTERM stop it cleanly. Handlers this
+//! Runs relay services (proxy and forwarding mode, directly or through a chain) and local
+//! TCP/UDP port forwarding through relay chains on one hand-rolled mio loop; SIGINT and SIGTERM stop it cleanly. Handlers this
 //! runtime does not run yet are refused up front with a one-line error naming them.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
@@ -81,9 +81,6 @@ fn add_service(event_loop: &mut EventLoop, service: &ServicePlan) -> Result<(), 
     };
     match (&service.listener, &service.handler) {
         (ListenerPlan::Tcp, HandlerPlan::Relay(options)) => {
-            if service.chain.is_some() {
-                return Err(unsupported(service, "a relay handler with a chain"));
-            }
             let listener = std::net::TcpListener::bind(listen_addr(service)?).map_err(fail)?;
             let config = relay_config(service, options);
             let forward = match (options.mode, &service.forward) {
@@ -95,9 +92,14 @@ fn add_service(event_loop: &mut EventLoop, service: &ServicePlan) -> Result<(), 
                 service.name,
                 host_port(&service.listen)
             );
-            event_loop
-                .add_relay_server(listener, Arc::new(config), forward)
-                .map_err(fail)
+            match &service.chain {
+                Some(chain) => {
+                    let chain = chain_of(service, chain)?;
+                    event_loop.add_relay_server_chained(listener, Arc::new(config), forward, chain)
+                }
+                None => event_loop.add_relay_server(listener, Arc::new(config), forward),
+            }
+            .map_err(fail)
         }
         (ListenerPlan::Tcp, HandlerPlan::Tcp(_)) => {
             let (chain, target) = chain_and_target(service)?;
@@ -252,23 +254,23 @@ fn chain_and_target(service: &ServicePlan) -> Result<(Chain, Target), RunError> 
     let Some(chain) = &service.chain else {
         return Err(unsupported(service, "forwarding without a relay chain"));
     };
-    let Some(target) = service.forward.as_ref().and_then(|f| f.targets.first()) else {
-        return Err(RunError(format!(
-            "service {}: forwarding needs a target",
-            service.name
-        )));
-    };
-    if service
-        .forward
-        .as_ref()
-        .is_some_and(|f| f.targets.len() > 1)
-    {
+    let targets = service.forward.as_ref().map_or(&[][..], |f| &f.targets[..]);
+    if targets.len() > 1 {
         log::warn!(
             "service {}: the mio runtime forwards to the first target only",
             service.name
         );
     }
-    let target =
-        target_of(&target.addr).map_err(|e| RunError(format!("service {}: {e}", service.name)))?;
+    // Without a target, GOST's forward handler asks for ":0" and a forwarding relay server
+    // picks its own target (client.md §9.3).
+    let target = match targets.first() {
+        Some(t) => {
+            target_of(&t.addr).map_err(|e| RunError(format!("service {}: {e}", service.name)))?
+        }
+        None => Target {
+            host: relay_core::target::TargetHost::Local,
+            port: 0,
+        },
+    };
     Ok((chain_of(service, chain)?, target))
 }
