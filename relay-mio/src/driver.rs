@@ -2,7 +2,7 @@
 //! on a `mio::Poll` that the driver does not own (so it can be embedded).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -84,8 +84,13 @@ enum Unit {
 struct Slot {
     serial: u64,
     armed: Option<Instant>,
+    /// In the ready queue (stopped on a budget with work left).
+    queued: bool,
     unit: Unit,
 }
+
+/// Connections a listener accepts, or datagrams a UDP listener takes, per turn.
+const ACCEPT_BUDGET: usize = 64;
 
 /// Shared by a [`Driver`] and its [`StopHandle`]s.
 #[derive(Debug)]
@@ -146,6 +151,7 @@ pub struct Driver {
     units: Slab<Slot>,
     services: Vec<Service>,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    ready: VecDeque<(usize, u64)>,
     serial: u64,
     resolver: Resolver,
     resolved: Receiver<Resolved>,
@@ -187,6 +193,7 @@ impl Driver {
             units: Slab::new(),
             services: Vec::new(),
             timers: BinaryHeap::new(),
+            ready: VecDeque::new(),
             serial: 0,
             resolver: Resolver {
                 tx,
@@ -292,6 +299,7 @@ impl Driver {
         entry.insert(Slot {
             serial: self.serial,
             armed: None,
+            queued: false,
             unit: Unit::UdpListener { svc },
         });
         self.services.push(Service::UdpForward {
@@ -322,6 +330,7 @@ impl Driver {
         entry.insert(Slot {
             serial: self.serial,
             armed: None,
+            queued: false,
             unit: Unit::Listener { svc, listener },
         });
         Ok(())
@@ -357,13 +366,28 @@ impl Driver {
     }
 
     /// The earliest instant a connection wants [`Driver::handle_timeouts`] (may be early:
-    /// spurious calls are harmless).
+    /// spurious calls are harmless). It is "now" while connections that stopped on their
+    /// per-turn read budget wait to continue: poll without sleeping then.
     pub fn next_timeout(&self) -> Option<Instant> {
+        if !self.ready.is_empty() {
+            return Some(Instant::now());
+        }
         self.timers.peek().map(|Reverse((at, _, _))| *at)
     }
 
-    /// Applies every deadline that has passed by `now`.
+    /// Continues the connections that stopped on their read budget, then applies every
+    /// deadline that has passed by `now`.
     pub fn handle_timeouts(&mut self, now: Instant) {
+        for _ in 0..self.ready.len() {
+            let Some((key, serial)) = self.ready.pop_front() else {
+                break;
+            };
+            match self.units.get_mut(key) {
+                Some(slot) if slot.serial == serial => slot.queued = false,
+                _ => continue,
+            }
+            self.dispatch(key, now, Why::Ready);
+        }
         while let Some(&Reverse((at, key, serial))) = self.timers.peek() {
             if at > now {
                 break;
@@ -393,7 +417,7 @@ impl Driver {
             }
             Unit::UdpListener { svc } => {
                 let svc = *svc;
-                return self.udp_readable(svc, now);
+                return self.udp_readable(key, svc, now);
             }
             Unit::Relay(conn) => {
                 let svc = conn.svc();
@@ -466,6 +490,16 @@ impl Driver {
         let Some(slot) = self.units.get_mut(key) else {
             return;
         };
+        let more = match &slot.unit {
+            Unit::Relay(c) => c.wants_more(),
+            Unit::Forward(c) => c.wants_more(),
+            Unit::Session { session, .. } => session.wants_more(),
+            _ => false,
+        };
+        if more && !slot.queued {
+            slot.queued = true;
+            self.ready.push_back((key, slot.serial));
+        }
         let deadline = match &slot.unit {
             Unit::Relay(c) => c.deadline(),
             Unit::Forward(c) => c.deadline(),
@@ -530,6 +564,7 @@ impl Driver {
                 entry.insert(Slot {
                     serial: self.serial,
                     armed: None,
+                    queued: false,
                     unit,
                 });
                 Some(key)
@@ -541,8 +576,18 @@ impl Driver {
         }
     }
 
+    /// Queues a listener that stopped on its budget.
+    fn requeue(&mut self, key: usize) {
+        if let Some(slot) = self.units.get_mut(key) {
+            if !slot.queued {
+                slot.queued = true;
+                self.ready.push_back((key, slot.serial));
+            }
+        }
+    }
+
     fn accept(&mut self, key: usize, svc: usize, now: Instant) {
-        loop {
+        for _ in 0..ACCEPT_BUDGET {
             let Some(Slot {
                 unit: Unit::Listener { listener, .. },
                 ..
@@ -608,11 +653,18 @@ impl Driver {
                 self.dispatch(k, now, Why::Ready);
             }
         }
+        self.requeue(key);
     }
 
-    fn udp_readable(&mut self, svc: usize, now: Instant) {
+    fn udp_readable(&mut self, key: usize, svc: usize, now: Instant) {
         let mut dgram = std::mem::take(&mut self.dgram);
+        let mut budget = ACCEPT_BUDGET;
         while let Some(Service::UdpForward { socket, .. }) = self.services.get(svc) {
+            if budget == 0 {
+                self.requeue(key);
+                break;
+            }
+            budget -= 1;
             let (n, peer) = match socket.recv_from(&mut dgram) {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -16,7 +16,7 @@ use relay_core::udp::{LengthFrame, MAX_DATAGRAM};
 
 use crate::dial::{ConnectState, connect_state, tcp_connect};
 use crate::driver::{Ctx, Next};
-use crate::pipe::{Half, Pipe, PipeError, Strip};
+use crate::pipe::{Half, Pipe, PipeError, READ_BUDGET, Strip};
 
 /// How long a connect to a chain's first node may take.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -96,6 +96,11 @@ impl FwdConn {
     /// The local stream, for registration.
     pub(crate) fn local_mut(&mut self) -> &mut TcpStream {
         &mut self.local
+    }
+
+    /// True when the last drive stopped on a read budget.
+    pub(crate) fn wants_more(&self) -> bool {
+        self.connected && self.pipe.yielded()
     }
 
     /// The connect deadline, while connecting.
@@ -204,6 +209,7 @@ pub(crate) struct UdpSession {
     started: Instant,
     sent: u64,
     received: u64,
+    yielded: bool,
 }
 
 impl UdpSession {
@@ -243,6 +249,7 @@ impl UdpSession {
             started: ctx.now,
             sent: 0,
             received: 0,
+            yielded: false,
         })
     }
 
@@ -259,6 +266,11 @@ impl UdpSession {
         self.up.push(datagram, false);
         self.sent += 1;
         self.last = now;
+    }
+
+    /// True when the last drive stopped on a read budget.
+    pub(crate) fn wants_more(&self) -> bool {
+        self.yielded
     }
 
     /// The idle deadline.
@@ -299,7 +311,14 @@ impl UdpSession {
             log::debug!("udp forward {}: {e}", self.peer);
             return Next::Close;
         }
+        self.yielded = false;
+        let mut reads = 0;
         loop {
+            if reads == READ_BUDGET {
+                self.yielded = true;
+                return Next::Keep;
+            }
+            reads += 1;
             let n = match self.upstream.read(self.rb.unfilled()) {
                 Ok(0) => return Next::Close,
                 Ok(n) => n,

@@ -10,6 +10,10 @@ use relay_core::client::{Client, ClientError};
 /// Size of each direction's copy buffer (GOST uses 32 KiB too).
 pub(crate) const COPY_BUF: usize = 32 * 1024;
 
+/// Reads one source may do per readiness turn before others get theirs (fairness: the unit is
+/// queued to continue on the loop's next turn).
+pub(crate) const READ_BUDGET: usize = 16;
+
 /// Room kept for bytes placed in front of the payload (held responses, hop requests).
 pub(crate) const PREFIX_ROOM: usize = 4 * 1024;
 
@@ -30,6 +34,8 @@ pub(crate) struct Half {
     pub eof: bool,
     /// The destination's write side was shut after `eof`.
     pub shut: bool,
+    /// The last pump stopped on its read budget, not on `WouldBlock`: call it again soon.
+    pub yielded: bool,
     /// Bytes read from the source.
     pub bytes: u64,
 }
@@ -69,6 +75,7 @@ impl Half {
             unstripped: 0,
             eof: false,
             shut: false,
+            yielded: false,
             bytes: 0,
         }
     }
@@ -178,10 +185,17 @@ impl Half {
         dst: &mut TcpStream,
         mut strip: Option<&mut Strip>,
     ) -> Result<(), PipeError> {
+        self.yielded = false;
+        let mut reads = 0;
         loop {
             if !self.flush(dst)? {
                 return Ok(());
             }
+            if reads == READ_BUDGET {
+                self.yielded = true;
+                return Ok(());
+            }
+            reads += 1;
             if self.eof {
                 if !self.shut {
                     // The peer may be gone already; the half-close is best effort.
@@ -307,5 +321,10 @@ impl Pipe {
         self.up.pump(a, b, None)?;
         self.down.pump(b, a, strip)?;
         Ok(self.up.is_done() && self.down.is_done())
+    }
+
+    /// True when a direction stopped on its read budget.
+    pub(crate) fn yielded(&self) -> bool {
+        self.up.yielded || self.down.yielded
     }
 }

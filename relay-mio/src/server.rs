@@ -19,7 +19,7 @@ use relay_core::udp::{LengthFrame, MAX_DATAGRAM};
 use crate::dial::{ConnectState, connect_state, tcp_connect, udp_connect};
 use crate::driver::{Ctx, Next};
 use crate::forward::queue_requests;
-use crate::pipe::{Half, PREFIX_ROOM, Pipe, Strip};
+use crate::pipe::{Half, PREFIX_ROOM, Pipe, READ_BUDGET, Strip};
 
 enum Dialed {
     Tcp(TcpStream),
@@ -99,6 +99,15 @@ impl RelayConn {
     /// The service it belongs to.
     pub(crate) fn svc(&self) -> usize {
         self.svc
+    }
+
+    /// True when the last drive stopped on a read budget: drive it again on the next turn.
+    pub(crate) fn wants_more(&self) -> bool {
+        match &self.state {
+            State::Tcp(_) => self.pipe.yielded(),
+            State::Udp(t) => t.yielded,
+            _ => false,
+        }
     }
 
     /// When the core wants [`RelayConn::on_timeout`].
@@ -463,6 +472,7 @@ pub(crate) struct UdpTunnel {
     eof: bool,
     up: u64,
     down: u64,
+    yielded: bool,
 }
 
 impl UdpTunnel {
@@ -481,15 +491,18 @@ impl UdpTunnel {
             eof: false,
             up: 0,
             down: 0,
+            yielded: false,
         }
     }
 
     /// Moves datagrams both ways; `Ok(true)` once the client's stream has ended (the tunnel
     /// lives as long as it, as in GOST). `before` holds bytes to write to the client first.
     fn drive(&mut self, client: &mut TcpStream, before: &mut Half) -> io::Result<bool> {
+        self.yielded = false;
         if !before.flush(client)? {
             return Ok(false);
         }
+        let mut reads = 0;
         'up: loop {
             while let Ok(Decoded::Complete { value, consumed }) =
                 LengthFrame::decode(self.rb.data())
@@ -507,6 +520,11 @@ impl UdpTunnel {
             if self.eof {
                 return Ok(true);
             }
+            if reads == READ_BUDGET {
+                self.yielded = true;
+                break;
+            }
+            reads += 1;
             match client.read(self.rb.unfilled()) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.rb.filled(n),
@@ -516,6 +534,7 @@ impl UdpTunnel {
                 Err(e) => return Err(e),
             }
         }
+        let mut reads = 0;
         loop {
             while self.start < self.end {
                 match client.write(&self.out[self.start..self.end]) {
@@ -526,6 +545,11 @@ impl UdpTunnel {
                     Err(e) => return Err(e),
                 }
             }
+            if reads == READ_BUDGET {
+                self.yielded = true;
+                return Ok(false);
+            }
+            reads += 1;
             let at = self.frame_at;
             let payload = at + LengthFrame::HEADER_LEN;
             match self.socket.recv(&mut self.out[payload..]) {

@@ -70,3 +70,47 @@ fn driver_in_a_user_poll_with_own_sources() {
     assert_eq!(idle_end, 0, "handshake timeout closed the idle connection");
     assert!(own_accepted);
 }
+
+#[test]
+fn budgeted_connections_continue_through_handle_timeouts() {
+    // Transfers far above one turn's read budget complete in a user loop that only follows
+    // `next_timeout` and calls `handle_timeouts` (the ready queue lives there).
+    let echo = tcp_echo();
+    let mut poll = Poll::new().unwrap();
+    let mut relay = Driver::new(poll.registry(), 0).unwrap();
+    let (l, relay_addr) = listener();
+    relay
+        .add_relay_server(l, Arc::new(ServerConfig::default()), None)
+        .unwrap();
+    let client = std::thread::spawn(move || {
+        let mut s = connect(relay_addr);
+        let data = pattern(4 << 20, 9);
+        let mut first = request(Transport::Tcp, &echo.to_string(), None);
+        first.extend_from_slice(&data[..100]);
+        s.write_all(&first).unwrap();
+        let mut reader = s.try_clone().unwrap();
+        let rest = data[100..].to_vec();
+        let w = std::thread::spawn(move || {
+            s.write_all(&rest).unwrap();
+            s.shutdown(Shutdown::Write).unwrap();
+        });
+        let back = read_to_end(&mut reader);
+        w.join().unwrap();
+        back.len() == data.len() + 4 && back[4..] == data[..]
+    });
+    let mut events = Events::with_capacity(64);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while !client.is_finished() && Instant::now() < deadline {
+        let timeout = relay
+            .next_timeout()
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_millis(50))
+            .min(Duration::from_millis(50));
+        poll.poll(&mut events, Some(timeout)).unwrap();
+        for event in events.iter() {
+            relay.handle_event(event);
+        }
+        relay.handle_timeouts(Instant::now());
+    }
+    assert!(client.join().unwrap(), "every byte came back");
+}
