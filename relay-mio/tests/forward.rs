@@ -371,3 +371,38 @@ fn relay_server_through_a_chain_refusals() {
     .unwrap();
     assert_eq!(read_to_end(&mut s), [1, 7, 0, 0]);
 }
+
+#[test]
+fn mio_tcp_forward_against_smol_relay_server() {
+    let echo = tcp_echo();
+    let relay = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay_addr = relay.local_addr().unwrap();
+    std::thread::spawn(move || {
+        smol::block_on(async {
+            let listener = smol::net::TcpListener::try_from(relay).unwrap();
+            let config = relay_smol::ServeConfig::new(ServerConfig::default());
+            let _ = relay_smol::serve(listener, Arc::new(config)).await;
+        })
+    });
+    let mut ev = EventLoop::new().unwrap();
+    let local = tcp_forward(&mut ev, Chain::new(vec![hop(Node::new(relay_addr))]), echo);
+    let udp = udp_echo();
+    let ulocal = udp_forward(
+        &mut ev,
+        Chain::new(vec![hop(Node::new(relay_addr))]),
+        udp,
+        false,
+        Duration::from_secs(5),
+    );
+    let _r = run(ev);
+
+    let mut s = connect(local);
+    s.write_all(b"mio client, smol server").unwrap();
+    assert_eq!(read_n(&mut s, 23), b"mio client, smol server");
+
+    let c = udp_client();
+    c.send_to(b"to smol", ulocal).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = c.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"to smol");
+}
