@@ -73,8 +73,11 @@ impl Selector {
     /// status 5 in forwarding mode).
     pub fn select(&mut self, now: Instant) -> Option<usize> {
         let n = self.health.len();
-        if n == 0 {
-            return None;
+        match n {
+            0 => return None,
+            // GOST's fail filter never sets aside a lone node (go-gost/x selector/filter.go).
+            1 => return Some(0),
+            _ => {}
         }
         let start = match self.strategy {
             Strategy::Fifo => 0,
