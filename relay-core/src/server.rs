@@ -503,6 +503,11 @@ impl Server {
         self.close.take().map(ServerOutput::Close)
     }
 
+    /// The configuration this connection runs with.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
     /// True once the handshake has ended, in the data phase or refused.
     pub fn is_done(&self) -> bool {
         self.phase == Phase::Done

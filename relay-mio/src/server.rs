@@ -284,8 +284,16 @@ impl RelayConn {
         }
     }
 
-    /// Connects to `addrs`, in order.
+    /// Connects to `addrs`, in order, skipping those the service's policy refuses.
     fn connect(&mut self, mut addrs: Vec<SocketAddr>, ctx: &mut Ctx<'_>) {
+        let config = self.server.config();
+        addrs.retain(|a| config.allows_resolved(a.ip()));
+        if addrs.is_empty() {
+            self.report(false, ctx);
+            self.state = State::Resolving;
+            self.server.dial_done(Err(DialError::Forbidden), ctx.now);
+            return self.run_outputs(ctx);
+        }
         addrs.reverse();
         match self.network {
             Transport::Udp => match addrs.last() {
