@@ -41,7 +41,9 @@ use relay_core::client::Client;
 use relay_core::server::Transport;
 
 pub mod dial;
+pub mod mux;
 pub mod pipe;
+pub mod remote;
 pub mod route;
 mod serve;
 pub mod services;
