@@ -12,20 +12,55 @@
 //! [`relay_core::bind::Rebind`], logging each attempt. They return only on a configuration
 //! error.
 //!
-//! ```no_run
-//! use std::sync::Mutex;
+//! ```
+//! use std::sync::{Arc, Mutex};
 //! use std::time::Duration;
+//! use futures_lite::{AsyncReadExt, AsyncWriteExt};
 //! use relay_core::route::{Chain, Hop, Node};
 //! use relay_core::select::Strategy;
-//! use relay_smol::remote::{RemoteOptions, serve_rtcp};
+//! use relay_core::server::ServerConfig;
+//! use relay_smol::ServeConfig;
+//! use relay_smol::remote::{RemoteEvent, RemoteOptions, serve_rtcp};
 //!
-//! // Like `gost -L rtcp://:2222/127.0.0.1:22 -F relay://192.0.2.1:8420`.
-//! let relay = "192.0.2.1:8420".parse().unwrap();
-//! let hop = Hop::new(vec![Node::new(relay)], Strategy::RoundRobin, 1, Duration::from_secs(10));
-//! let chain = Mutex::new(Chain::new(vec![hop]));
-//! let listen = relay_core::Address::parse(":2222").unwrap();
-//! let target = "127.0.0.1:22".parse::<std::net::SocketAddr>().unwrap().into();
-//! smol::block_on(serve_rtcp(&chain, &listen, &target, &RemoteOptions::default())).unwrap();
+//! smol::block_on(async {
+//!     // A relay server that allows BIND (`relay://127.0.0.1:0?bind=true`).
+//!     let server = smol::net::TcpListener::bind("127.0.0.1:0").await?;
+//!     let relay = server.local_addr()?;
+//!     let config = ServeConfig::new(ServerConfig { bind: true, ..ServerConfig::default() });
+//!     smol::spawn(relay_smol::serve(server, Arc::new(config))).detach();
+//!
+//!     // The local service to expose: an echo.
+//!     let echo = smol::net::TcpListener::bind("127.0.0.1:0").await?;
+//!     let target = echo.local_addr()?.into();
+//!     smol::spawn(async move {
+//!         let (s, _) = echo.accept().await.unwrap();
+//!         futures_lite::io::copy(s.clone(), &mut s.clone()).await.ok();
+//!     })
+//!     .detach();
+//!
+//!     // Like `-L rtcp://127.0.0.1:0/<echo> -F relay://<relay>`: any free port on the server.
+//!     let hop = Hop::new(vec![Node::new(relay)], Strategy::RoundRobin, 1, Duration::from_secs(10));
+//!     let chain = Mutex::new(Chain::new(vec![hop]));
+//!     let (tx, events) = smol::channel::unbounded();
+//!     let options = RemoteOptions { events: Some(tx), ..RemoteOptions::default() };
+//!     smol::spawn(async move {
+//!         let listen = relay_core::Address::parse("127.0.0.1:0").unwrap();
+//!         serve_rtcp(&chain, &listen, &target, &options).await
+//!     })
+//!     .detach();
+//!
+//!     // Connections to the port bound on the relay server reach the echo.
+//!     let RemoteEvent::Bound { bound: Some(bound) } = events.recv().await.unwrap() else {
+//!         panic!("not bound")
+//!     };
+//!     let mut s = smol::net::TcpStream::connect(("127.0.0.1", bound.port)).await?;
+//!     s.write_all(b"hello").await?;
+//!     let mut back = [0u8; 5];
+//!     s.read_exact(&mut back).await?;
+//!     assert_eq!(&back, b"hello");
+//!     std::io::Result::Ok(())
+//! })
+//! .unwrap();
 //! ```
 
 use std::collections::HashMap;

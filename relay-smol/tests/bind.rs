@@ -309,7 +309,12 @@ fn bad_stream_header_closes_only_that_stream() {
             .unwrap();
         let mux = Mux::spawn(conn, Vec::new(), Role::Client, mux_config).unwrap();
         let mut bad = mux.open().unwrap();
-        bad.write_all(&[1, 5, 0, 0]).await.unwrap(); // status 5: not a valid header
+        // A refusal where a header should be: not a valid stream header.
+        let mut refusal = [0u8; 4];
+        relay_core::wire::Response::status(relay_core::wire::Status::SERVICE_UNAVAILABLE)
+            .encode(&mut refusal)
+            .unwrap();
+        bad.write_all(&refusal).await.unwrap();
         let mut buf = [0u8; 8];
         assert_eq!(bad.read(&mut buf).await.unwrap(), 0); // the client closed it
         let mut good = mux.open().unwrap();
