@@ -129,6 +129,9 @@ pub struct RemoteOptions {
     pub udp_buffer_size: usize,
     /// rudp: a peer's local socket is dropped after this long without traffic (GOST `ttl`, 5 s).
     pub udp_ttl: Duration,
+    /// rudp: most remote peers served at once (1024); datagrams from further peers are dropped
+    /// until one goes idle.
+    pub udp_max_peers: usize,
     /// Where to report [`RemoteEvent`]s (dropped when full or closed).
     pub events: Option<Sender<RemoteEvent>>,
 }
@@ -142,6 +145,7 @@ impl Default for RemoteOptions {
             dial_timeout: Duration::from_secs(15),
             udp_buffer_size: 8192,
             udp_ttl: Duration::from_secs(5),
+            udp_max_peers: 1024,
             events: None,
         }
     }
@@ -311,6 +315,10 @@ async fn rudp_session(stream: BoxStream, target: &Target, options: &RemoteOption
         let key = Target::from_address(&d.addr);
         if peers.get(&key).is_none_or(|p| p.task.is_finished()) {
             peers.retain(|_, p| !p.task.is_finished());
+            if peers.len() >= options.udp_max_peers.max(1) {
+                log::debug!("rudp peer {key}: too many peers; datagram dropped");
+                continue;
+            }
             let deadline = Some(Instant::now() + options.dial_timeout);
             let socket = match dial::udp(target, deadline).await {
                 Ok(s) => Arc::new(s),
