@@ -417,9 +417,15 @@ async fn run_udp_bind(
             let d = policy().from_stream(d);
             let to = match d.addr.socket_addr() {
                 Some(a) => Ok(a),
+                // The bound socket's family first (IPv4 for GOST's usual 0.0.0.0).
                 None => dial::resolve(&Target::from_address(&d.addr))
                     .await
-                    .map(|a| a[0]),
+                    .map(|a| {
+                        let first = a[0];
+                        a.into_iter()
+                            .find(|x| x.is_ipv4() == bound.is_ipv4())
+                            .unwrap_or(first)
+                    }),
             };
             let sent = match to {
                 Ok(to) => socket

@@ -456,3 +456,62 @@ fn mux_keepalive_detects_a_silent_peer() {
         assert!(mux.open().is_err());
     });
 }
+
+#[test]
+fn udp_association_resolves_domains_caps_sizes_and_survives_bad_destinations() {
+    use relay_core::udp::Datagram;
+    use relay_smol::udp::{DatagramRecv, DatagramSend};
+    run(10, async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay_addr = listener.local_addr().unwrap();
+        let mut config = ServeConfig::new(ServerConfig {
+            bind: true,
+            ..ServerConfig::default()
+        });
+        config.udp_buffer_size = 16;
+        let _server = smol::spawn(relay_smol::serve(listener, Arc::new(config)));
+        let (target, _echo) = udp_echo().await;
+        let chain = chain(relay_addr);
+        // A UDP association: UDP BIND of 0.0.0.0:0.
+        let any = Address {
+            host: Host::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            port: 0,
+        };
+        let (stream, bound) =
+            relay_smol::route::bind(&chain, relay_core::server::Transport::Udp, &any, None)
+                .await
+                .unwrap();
+        assert!(bound.is_some());
+        let (r, w) = futures_lite::io::split(stream);
+        let mut send = DatagramSend::new(w);
+        let mut recv = DatagramRecv::new(r, &[]);
+
+        // An unresolvable destination drops that datagram only (GOST ends the association).
+        let nowhere = Address {
+            host: Host::Domain(b"no-such-host.invalid"),
+            port: 9,
+        };
+        send.send(&Datagram {
+            addr: nowhere,
+            payload: b"lost",
+        })
+        .await
+        .unwrap();
+        // A domain destination is resolved; a datagram over the cap is cut to 16 bytes.
+        let port = target.port;
+        let localhost = Address {
+            host: Host::Domain(b"localhost"),
+            port,
+        };
+        send.send(&Datagram {
+            addr: localhost,
+            payload: b"0123456789abcdefTAIL",
+        })
+        .await
+        .unwrap();
+        let d = recv.recv().await.unwrap().unwrap();
+        // The reply comes back tagged with its source (the target), cut to 16 bytes again.
+        assert_eq!(d.addr.port, port);
+        assert_eq!(d.payload, b"echo:0123456789a");
+    });
+}
