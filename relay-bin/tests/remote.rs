@@ -72,6 +72,13 @@ fn rtcp_and_rudp_through_the_binary() {
     let rtcp_port = free_port();
     let rudp_port = free_udp_port();
     let _server = relay(&["-L", &format!("relay://127.0.0.1:{relay_port}?bind=true")]);
+    // Start the client once the server listens: a failed first attempt would set the node aside
+    // for the hop's fail timeout (10 s, as GOST).
+    let up = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", relay_port)).is_err() {
+        assert!(Instant::now() < up, "relay server never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let _client = relay(&[
         "-L",
         &format!("rtcp://127.0.0.1:{rtcp_port}/{tcp_target_addr}"),
