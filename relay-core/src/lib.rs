@@ -20,6 +20,7 @@
 //! | [`auth`] | user/password tables with constant-time checks, shared by every server handshake |
 //! | [`entry`] | client-facing proxy handshakes: SOCKS5, SOCKS4/4a, HTTP, and protocol sniffing |
 //! | [`udp`] | UDP datagram framings: length-prefixed (UDP CONNECT), SOCKS5-style (UDP BIND / association), SOCKS5 UDP packets |
+//! | [`bind`] | BIND's data phase: per-stream preamble, rebind backoff, UDP BIND relay policy |
 //! | [`mux`] | the smux-compatible stream multiplexer used by TCP BIND (frames and session) |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -27,6 +28,7 @@
 pub mod addr;
 pub mod admission;
 pub mod auth;
+pub mod bind;
 pub mod buf;
 pub mod client;
 pub mod codec;

@@ -162,7 +162,7 @@ impl ResponseBytes {
         bytes: [0; 32],
     };
 
-    fn of(status: Status, addr: Option<Address<'_>>) -> ResponseBytes {
+    pub(crate) fn of(status: Status, addr: Option<Address<'_>>) -> ResponseBytes {
         let feature;
         let features = match addr {
             Some(a) => {

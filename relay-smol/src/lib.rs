@@ -1,4 +1,5 @@
-//! Relay on [smol](https://docs.rs/smol): connect through a relay server, serve one.
+//! Relay on [smol](https://docs.rs/smol): connect through a relay server, serve one, forward
+//! remote ports with BIND ([`remote`], on the [`mux`] driver).
 //!
 //! A thin adapter over [`relay_core`]: it moves bytes and performs the actions the core asks
 //! for (dial, listen, write, close); every protocol decision is the core's.
@@ -41,7 +42,9 @@ use relay_core::client::Client;
 use relay_core::server::Transport;
 
 pub mod dial;
+pub mod mux;
 pub mod pipe;
+pub mod remote;
 pub mod route;
 mod serve;
 pub mod services;

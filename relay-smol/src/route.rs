@@ -8,6 +8,7 @@ use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, FutureExt};
 use relay_core::Address;
 use relay_core::route::{Chain, RoutePlan};
 use relay_core::server::Transport;
+use relay_core::target::Target;
 use smol::Timer;
 use smol::net::TcpStream;
 
@@ -35,16 +36,34 @@ pub async fn connect(
     open(chain, plan, deadline).await
 }
 
-/// Like [`connect`], with a BIND (remote forwarding) for the last hop.
+/// Like [`connect`], with a BIND (remote forwarding) for the last hop, and it waits for the
+/// last hop's response: returns the stream (positioned right after the response; TCP BIND: the
+/// mux session, UDP BIND: the datagrams) and the address the server listens on. A refusal is
+/// an error of kind `ConnectionRefused`. `deadline` bounds the connect and the response.
 pub async fn bind(
     chain: &Mutex<Chain>,
     transport: Transport,
     listen: &Address<'_>,
-) -> io::Result<BoxStream> {
+    deadline: Option<Instant>,
+) -> io::Result<(BoxStream, Option<Target>)> {
     let plan = lock(chain)
         .plan_bind(Instant::now(), transport, listen)
         .map_err(io::Error::other)?;
-    open(chain, plan, None).await
+    let work = async {
+        let mut layer = open_layers(chain, plan, deadline).await?;
+        let bound = layer.response().await?;
+        Ok::<_, io::Error>((Box::new(layer) as BoxStream, bound))
+    };
+    match deadline {
+        Some(at) => {
+            work.or(async {
+                Timer::at(at).await;
+                Err(io::ErrorKind::TimedOut.into())
+            })
+            .await
+        }
+        None => work.await,
+    }
 }
 
 fn lock(chain: &Mutex<Chain>) -> std::sync::MutexGuard<'_, Chain> {
@@ -53,9 +72,18 @@ fn lock(chain: &Mutex<Chain>) -> std::sync::MutexGuard<'_, Chain> {
 
 async fn open(
     chain: &Mutex<Chain>,
-    mut plan: RoutePlan,
+    plan: RoutePlan,
     deadline: Option<Instant>,
 ) -> io::Result<BoxStream> {
+    Ok(Box::new(open_layers(chain, plan, deadline).await?))
+}
+
+/// Connects and stacks the relay layers; returns the last one (unboxed, to read its response).
+async fn open_layers(
+    chain: &Mutex<Chain>,
+    mut plan: RoutePlan,
+    deadline: Option<Instant>,
+) -> io::Result<RelayStream<BoxStream>> {
     let first = plan.first_hop;
     let tcp = async { TcpStream::connect(first).await };
     let tcp = match deadline {
@@ -78,10 +106,14 @@ async fn open(
     tcp.set_nodelay(true)?;
     lock(chain).report(&plan, 0, true, Instant::now());
     let mut stream: BoxStream = Box::new(tcp);
-    for client in plan.clients.drain(..) {
+    let mut clients = plan.clients.drain(..).peekable();
+    while let Some(client) = clients.next() {
         let mut layer = RelayStream::new(stream, client);
         layer.flush().await?;
+        if clients.peek().is_none() {
+            return Ok(layer);
+        }
         stream = Box::new(layer);
     }
-    Ok(stream)
+    Err(io::Error::other("the route has no relay hop"))
 }

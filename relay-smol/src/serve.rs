@@ -1,22 +1,28 @@
 //! Serving relay: an accept loop and the per-connection driver of [`relay_core::server::Server`].
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt, future};
+use relay_core::Address;
+use relay_core::bind::{self, SendFailure, SendVerdict, UdpRelay, UdpRelayStats};
+use relay_core::mux::{MuxConfig, Role};
 use relay_core::select::NodeSet;
 use relay_core::server::{
-    CloseReason, DialError, DialRequest, DialTarget, Established, Server, ServerConfig,
-    ServerOutput, Transport,
+    CloseReason, DialError, DialRequest, DialTarget, Established, ListenRequest, Server,
+    ServerConfig, ServerOutput, Transport,
 };
 use relay_core::target::Target;
+use relay_core::udp::{Datagram, GOST_UDP_BUFFER, MAX_DATAGRAM};
 use smol::Timer;
 use smol::net::{TcpListener, TcpStream};
 
 use crate::dial;
+use crate::mux::{Mux, MuxStream};
 use crate::pipe::{Transferred, pipe};
-use crate::udp::{self, FramedRecv, FramedSend};
+use crate::udp::{self, DatagramRecv, DatagramSend, FramedRecv, FramedSend};
 
 /// Everything a relay service needs besides its listener.
 #[derive(Debug)]
@@ -25,14 +31,21 @@ pub struct ServeConfig {
     pub relay: Arc<ServerConfig>,
     /// Forwarding mode: the targets to forward to (required when `relay.forward` is set).
     pub forward: Option<Mutex<NodeSet<Target>>>,
+    /// The mux settings of TCP BIND sessions (GOST's defaults: smux v1, keepalive 10 s / 30 s).
+    pub mux: MuxConfig,
+    /// UDP BIND: largest datagram relayed each way (`udpBufferSize`, GOST 4096); longer ones
+    /// are cut and counted.
+    pub udp_buffer_size: usize,
 }
 
 impl ServeConfig {
-    /// A plain relay service (no forwarding).
+    /// A plain relay service (no forwarding), GOST's mux and UDP defaults.
     pub fn new(relay: ServerConfig) -> ServeConfig {
         ServeConfig {
             relay: Arc::new(relay),
             forward: None,
+            mux: MuxConfig::default(),
+            udp_buffer_size: GOST_UDP_BUFFER,
         }
     }
 }
@@ -52,6 +65,22 @@ pub enum Outcome {
         target: Option<Target>,
         /// Bytes each way.
         transferred: Transferred,
+    },
+    /// A TCP BIND ran and ended (its session died or the client left).
+    TcpBind {
+        /// Where the listener was.
+        bound: SocketAddr,
+        /// Connections accepted on it.
+        accepted: u64,
+        /// Why the mux session ended.
+        reason: relay_core::mux::MuxError,
+    },
+    /// A UDP BIND / association ran and ended.
+    UdpBind {
+        /// Where the socket was.
+        bound: SocketAddr,
+        /// What the relay did.
+        stats: UdpRelayStats,
     },
 }
 
@@ -77,6 +106,18 @@ pub async fn serve(listener: TcpListener, config: Arc<ServeConfig>) -> io::Resul
                     transferred.down,
                     started.elapsed()
                 ),
+                Ok(Outcome::TcpBind {
+                    bound,
+                    accepted,
+                    reason,
+                }) => log::info!(
+                    "relay {peer}: tcp bind {bound} ended ({reason}), {accepted} connection(s), {:?}",
+                    started.elapsed()
+                ),
+                Ok(Outcome::UdpBind { bound, stats }) => log::info!(
+                    "relay {peer}: udp bind {bound} ended: {stats:?}, {:?}",
+                    started.elapsed()
+                ),
                 Err(e) => log::info!("relay {peer}: {e}"),
             }
         })
@@ -89,6 +130,11 @@ enum Dialed {
     Udp(smol::net::UdpSocket),
 }
 
+enum Listened {
+    Tcp(TcpListener),
+    Udp(smol::net::UdpSocket),
+}
+
 /// Runs one relay connection: the handshake, then its data phase, to the end.
 pub async fn handle(mut stream: TcpStream, config: &ServeConfig) -> io::Result<Outcome> {
     stream.set_nodelay(true)?;
@@ -96,6 +142,7 @@ pub async fn handle(mut stream: TcpStream, config: &ServeConfig) -> io::Result<O
     let mut buf: Vec<u8> = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     let mut dialed: Option<(Dialed, Option<Target>)> = None;
+    let mut listened: Option<Listened> = None;
     loop {
         while let Some(out) = server.poll_output() {
             match out {
@@ -107,7 +154,28 @@ pub async fn handle(mut stream: TcpStream, config: &ServeConfig) -> io::Result<O
                     dialed = result.ok();
                     server.dial_done(ok, Instant::now());
                 }
-                ServerOutput::Listen(_) => server.listen_done(Err(())),
+                ServerOutput::Listen(req) => match listen_for(req).await {
+                    Ok((l, bound)) => {
+                        listened = Some(l);
+                        server.listen_done(Ok(bound));
+                    }
+                    Err(e) => {
+                        log::info!("bind {}: {e}", req.addr);
+                        server.listen_done(Err(()));
+                    }
+                },
+                ServerOutput::Established(Established::TcpBind { bound }) => {
+                    let Some(Listened::Tcp(l)) = listened.take() else {
+                        return Err(io::Error::other("tcp bind without a listener"));
+                    };
+                    return run_tcp_bind(stream, buf, l, bound, config).await;
+                }
+                ServerOutput::Established(Established::UdpBind { bound }) => {
+                    let Some(Listened::Udp(socket)) = listened.take() else {
+                        return Err(io::Error::other("udp bind without a socket"));
+                    };
+                    return run_udp_bind(stream, &buf, socket, bound, config).await;
+                }
                 ServerOutput::Established(est) => {
                     let Some((conn, target)) = dialed.take() else {
                         return Err(io::Error::other("data phase without a dialled target"));
@@ -208,4 +276,199 @@ async fn run_tunnel(
             "this data phase is not served yet",
         )),
     }
+}
+
+/// Opens what a BIND asks for; returns it and its address.
+async fn listen_for(req: ListenRequest) -> io::Result<(Listened, SocketAddr)> {
+    let addrs = match req.addr.listen_addr() {
+        Some(a) => vec![a],
+        None => dial::resolve(&req.addr).await?,
+    };
+    let mut last = io::Error::from(io::ErrorKind::AddrNotAvailable);
+    for addr in addrs {
+        let opened = match req.network {
+            Transport::Tcp => TcpListener::bind(addr).await.map(Listened::Tcp),
+            Transport::Udp => smol::net::UdpSocket::bind(addr).await.map(Listened::Udp),
+        };
+        match opened {
+            Ok(l) => {
+                let bound = match &l {
+                    Listened::Tcp(l) => l.local_addr()?,
+                    Listened::Udp(s) => s.local_addr()?,
+                };
+                return Ok((l, bound));
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// TCP BIND: the connection is an smux session in which this server is the smux client. Every
+/// connection accepted on `listener` becomes a stream that starts with the peer's address; the
+/// listener closes when the session dies.
+async fn run_tcp_bind(
+    stream: TcpStream,
+    head: Vec<u8>,
+    listener: TcpListener,
+    bound: SocketAddr,
+    config: &ServeConfig,
+) -> io::Result<Outcome> {
+    log::debug!("tcp bind: listening on {bound}");
+    let mux = Mux::spawn(stream, head, Role::Client, config.mux)?;
+    let mut accepted = 0u64;
+    let inbound = async {
+        loop {
+            let (conn, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    log::debug!("tcp bind {bound}: accept: {e}");
+                    Timer::after(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            accepted += 1;
+            match mux.open() {
+                Ok(s) => smol::spawn(forward_inbound(s, conn, peer)).detach(),
+                Err(e) => {
+                    log::info!("tcp bind {bound}: no stream for {peer}: {e}");
+                    if mux.is_closed() {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    let refuse = async {
+        // Streams the client opens are not served: closed at once, as GOST does.
+        while let Ok(s) = mux.accept().await {
+            if !bind::SERVER_ACCEPTS_CLIENT_STREAMS {
+                drop(s);
+            }
+        }
+    };
+    let reason = inbound.or(refuse).or(async {
+        mux.closed().await;
+    });
+    reason.await;
+    let reason = mux
+        .closed()
+        .or(async { relay_core::mux::MuxError::Closed })
+        .await;
+    drop(listener);
+    Ok(Outcome::TcpBind {
+        bound,
+        accepted,
+        reason,
+    })
+}
+
+/// One accepted connection of a TCP BIND: the header, then both directions.
+async fn forward_inbound(s: MuxStream, conn: TcpStream, peer: SocketAddr) {
+    let _ = conn.set_nodelay(true);
+    let header = bind::preamble(peer);
+    let result = async {
+        (&s).write_all(header.as_slice()).await?;
+        pipe((&s, &s), (conn.clone(), conn), &[], &[]).await
+    }
+    .await;
+    match result {
+        Ok(t) => log::debug!(
+            "tcp bind stream {} from {peer}: up {} B, down {} B",
+            s.id(),
+            t.up,
+            t.down
+        ),
+        Err(e) => log::debug!("tcp bind stream {} from {peer}: {e}", s.id()),
+    }
+}
+
+/// How a failed UDP send looks to the policy.
+pub(crate) fn send_failure(e: &io::Error) -> SendFailure {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused
+        | io::ErrorKind::HostUnreachable
+        | io::ErrorKind::NetworkUnreachable
+        | io::ErrorKind::AddrNotAvailable
+        | io::ErrorKind::InvalidInput
+        | io::ErrorKind::PermissionDenied => SendFailure::Destination,
+        // EMSGSIZE has no stable kind.
+        _ if e.raw_os_error() == Some(90) => SendFailure::Destination,
+        _ => SendFailure::Socket,
+    }
+}
+
+/// UDP BIND / association: datagrams between the stream (SOCKS5-style framing) and the socket.
+async fn run_udp_bind(
+    stream: TcpStream,
+    head: &[u8],
+    socket: smol::net::UdpSocket,
+    bound: SocketAddr,
+    config: &ServeConfig,
+) -> io::Result<Outcome> {
+    log::debug!("udp bind: socket on {bound}");
+    let relay = Mutex::new(UdpRelay::new(config.udp_buffer_size));
+    let policy = || relay.lock().unwrap_or_else(|p| p.into_inner());
+    let mut recv = DatagramRecv::new(stream.clone(), head);
+    let mut send = DatagramSend::new(stream);
+    // Client -> server: the address is the destination.
+    let up = async {
+        while let Some(d) = recv.recv().await? {
+            let d = policy().from_stream(d);
+            let to = match d.addr.socket_addr() {
+                Some(a) => Ok(a),
+                // The bound socket's family first (IPv4 for GOST's usual 0.0.0.0).
+                None => dial::resolve(&Target::from_address(&d.addr))
+                    .await
+                    .map(|a| {
+                        let first = a[0];
+                        a.into_iter()
+                            .find(|x| x.is_ipv4() == bound.is_ipv4())
+                            .unwrap_or(first)
+                    }),
+            };
+            let sent = match to {
+                Ok(to) => socket
+                    .send_to(d.payload, to)
+                    .await
+                    .map_err(|e| (send_failure(&e), e)),
+                Err(e) => Err((SendFailure::Unresolvable, e)),
+            };
+            if let Err((failure, e)) = sent {
+                log::debug!("udp bind {bound}: send to {}: {e}", d.addr);
+                if policy().send_failed(failure) == SendVerdict::End {
+                    return Err(e);
+                }
+            }
+        }
+        io::Result::Ok(())
+    };
+    // Server -> client: the address is the peer.
+    let down = async {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        loop {
+            let (n, peer) = socket.recv_from(&mut buf).await?;
+            let d = Datagram {
+                addr: Address::from_socket(peer),
+                payload: &buf[..n],
+            };
+            let framed = policy().to_stream(d);
+            if let Some(d) = framed {
+                send.send(&d).await?;
+            }
+        }
+    };
+    let result: io::Result<()> = future::or(up, down).await;
+    let stats = policy().stats();
+    if let Err(e) = result {
+        log::debug!("udp bind {bound}: {e}");
+    }
+    if stats.truncated > 0 {
+        log::info!(
+            "udp bind {bound}: {} datagram(s) truncated to {} bytes",
+            stats.truncated,
+            config.udp_buffer_size
+        );
+    }
+    Ok(Outcome::UdpBind { bound, stats })
 }

@@ -7,7 +7,8 @@ use std::task::{Context, Poll, ready};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 use relay_core::Decoded;
-use relay_core::client::{Client, ClientError};
+use relay_core::client::{Client, ClientError, ClientEvent};
+use relay_core::target::Target;
 
 /// How much payload the first write carries along with the request.
 const FIRST_WRITE_MAX: usize = 16 * 1024;
@@ -31,6 +32,8 @@ pub struct RelayStream<S> {
     /// Payload that followed the response, still to hand to the reader.
     leftover: Vec<u8>,
     leftover_at: usize,
+    /// The address in the server's OK response (BIND: where the server listens).
+    bound: Option<Target>,
 }
 
 impl<S> RelayStream<S> {
@@ -47,6 +50,7 @@ impl<S> RelayStream<S> {
             head: Vec::new(),
             leftover: Vec::new(),
             leftover_at: 0,
+            bound: None,
         }
     }
 
@@ -58,6 +62,49 @@ impl<S> RelayStream<S> {
     /// True once the server's OK response has been read.
     pub fn is_established(&self) -> bool {
         self.client.is_established()
+    }
+
+    /// The address carried by the server's OK response, once read (for BIND and UDP
+    /// association: where the server listens).
+    pub fn bound(&self) -> Option<Target> {
+        self.bound
+    }
+}
+
+impl<S: AsyncRead + Unpin> RelayStream<S> {
+    /// Waits for the server's response without consuming payload: any bytes after it stay for
+    /// the next read. Returns the response's address; a refusal is an error as on a read.
+    pub async fn response(&mut self) -> io::Result<Option<Target>> {
+        futures_lite::future::poll_fn(|cx| self.poll_response(cx)).await
+    }
+
+    fn poll_response(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Target>>> {
+        loop {
+            if self.client.is_established() {
+                return Poll::Ready(Ok(self.bound));
+            }
+            let mut chunk = [0u8; 512];
+            let n = ready!(Pin::new(&mut self.inner).poll_read(cx, &mut chunk))?;
+            if n == 0 {
+                return Poll::Ready(Err(match self.client.handle_eof() {
+                    Some(e) => refusal(e),
+                    None => io::ErrorKind::UnexpectedEof.into(),
+                }));
+            }
+            self.head.extend_from_slice(&chunk[..n]);
+            match self.client.handle_response(&self.head).map_err(refusal)? {
+                Decoded::Partial { .. } => continue,
+                Decoded::Complete {
+                    value: ClientEvent::Established { bound },
+                    consumed,
+                } => {
+                    self.bound = bound;
+                    self.leftover = self.head.split_off(consumed);
+                    self.leftover_at = 0;
+                    self.head = Vec::new();
+                }
+            }
+        }
     }
 }
 
@@ -129,6 +176,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for RelayStream<S> {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        if !this.client.is_established() {
+            ready!(this.poll_response(cx))?;
+        }
         if this.leftover_at < this.leftover.len() {
             let n = buf.len().min(this.leftover.len() - this.leftover_at);
             buf[..n].copy_from_slice(&this.leftover[this.leftover_at..this.leftover_at + n]);
@@ -139,30 +189,6 @@ impl<S: AsyncRead + Unpin> AsyncRead for RelayStream<S> {
             }
             return Poll::Ready(Ok(n));
         }
-        if this.client.is_established() {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
-        }
-        loop {
-            let mut chunk = [0u8; 512];
-            let n = ready!(Pin::new(&mut this.inner).poll_read(cx, &mut chunk))?;
-            if n == 0 {
-                return Poll::Ready(match this.client.handle_eof() {
-                    Some(e) => Err(refusal(e)),
-                    None => Ok(0),
-                });
-            }
-            this.head.extend_from_slice(&chunk[..n]);
-            match this.client.handle_response(&this.head).map_err(refusal)? {
-                Decoded::Partial { .. } => continue,
-                Decoded::Complete { consumed, .. } => {
-                    this.leftover = this.head.split_off(consumed);
-                    this.head = Vec::new();
-                    if this.leftover.is_empty() {
-                        return Pin::new(&mut this.inner).poll_read(cx, buf);
-                    }
-                    return Pin::new(this).poll_read(cx, buf);
-                }
-            }
-        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
     }
 }

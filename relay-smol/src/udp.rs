@@ -1,4 +1,5 @@
-//! Datagrams over a relay stream: the length framing of UDP CONNECT / forwarding, read and
+//! Datagrams over a relay stream: the length framing of UDP CONNECT / forwarding and the
+//! SOCKS5-style framing of UDP BIND / association, read and
 //! written with buffers allocated once per tunnel.
 
 use std::io;
@@ -6,7 +7,7 @@ use std::io;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, future};
 use relay_core::Decoded;
 use relay_core::buf::RecvBuf;
-use relay_core::udp::{LengthFrame, MAX_DATAGRAM};
+use relay_core::udp::{Datagram, LengthFrame, MAX_DATAGRAM};
 use smol::net::UdpSocket;
 
 use crate::pipe::Transferred;
@@ -143,4 +144,85 @@ where
         up: up_bytes,
         down: down_bytes,
     })
+}
+
+/// Longest SOCKS5-style stream frame: RSV, FRAG, the longest address, the longest datagram.
+const MAX_ADDR_FRAME: usize = 3 + 1 + 1 + 255 + 2 + MAX_DATAGRAM;
+
+/// Writes datagrams in the SOCKS5-style stream framing of UDP BIND / association
+/// (`RSV = LEN | FRAG = 0xFF | ADDR | DATA`), each as one write: frames never interleave.
+#[derive(Debug)]
+pub struct DatagramSend<W> {
+    w: W,
+    buf: Vec<u8>,
+}
+
+impl<W: AsyncWrite + Unpin> DatagramSend<W> {
+    /// Frames datagrams onto `w`.
+    pub fn new(w: W) -> Self {
+        DatagramSend {
+            w,
+            buf: vec![0u8; MAX_ADDR_FRAME],
+        }
+    }
+
+    /// Sends one datagram. The core refuses empty and over-long ones
+    /// ([`relay_core::udp::UdpError`], as `InvalidInput`); filter them with
+    /// [`relay_core::bind::UdpRelay::to_stream`] first.
+    pub async fn send(&mut self, datagram: &Datagram<'_>) -> io::Result<()> {
+        let n = datagram
+            .encode(&mut self.buf)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        self.w.write_all(&self.buf[..n]).await?;
+        self.w.flush().await
+    }
+
+    /// Closes the write side.
+    pub async fn close(&mut self) -> io::Result<()> {
+        self.w.close().await
+    }
+}
+
+/// Reads datagrams in the SOCKS5-style stream framing of UDP BIND / association.
+#[derive(Debug)]
+pub struct DatagramRecv<R> {
+    r: R,
+    rb: RecvBuf,
+    last: usize,
+}
+
+impl<R: AsyncRead + Unpin> DatagramRecv<R> {
+    /// Reads frames from `r`, starting with `head` (bytes already read from it).
+    pub fn new(r: R, head: &[u8]) -> Self {
+        let mut rb = RecvBuf::with_capacity(MAX_ADDR_FRAME);
+        rb.extend(head);
+        DatagramRecv { r, rb, last: 0 }
+    }
+
+    /// The next datagram, or `None` at the end of the stream. A bad frame (unknown address
+    /// type) or a stream ending inside a frame is an error: the framing is lost.
+    pub async fn recv(&mut self) -> io::Result<Option<Datagram<'_>>> {
+        self.rb.consume(std::mem::take(&mut self.last));
+        loop {
+            if let Decoded::Complete { consumed, .. } =
+                Datagram::decode(self.rb.data()).map_err(invalid)?
+            {
+                self.last = consumed;
+                let data = self.rb.data();
+                return match Datagram::decode(&data[..consumed]).map_err(invalid)? {
+                    Decoded::Complete { value, .. } => Ok(Some(value)),
+                    Decoded::Partial { .. } => Err(io::ErrorKind::InvalidData.into()),
+                };
+            }
+            let n = self.r.read(self.rb.unfilled()).await?;
+            if n == 0 {
+                return if self.rb.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(io::ErrorKind::UnexpectedEof.into())
+                };
+            }
+            self.rb.filled(n);
+        }
+    }
 }

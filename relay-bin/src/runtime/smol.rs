@@ -9,7 +9,11 @@ use relay_smol::services::{
 };
 use smol::net::{TcpListener, UdpSocket};
 
-use super::{chain, listen_addr, server_config, targets};
+use relay_core::route::Chain;
+use relay_core::target::Target;
+use relay_smol::remote::{self, RemoteOptions};
+
+use super::{chain, listen_addr, server_config, target, targets};
 use crate::config::resolve::{HandlerPlan, ListenerPlan, Plan, ServicePlan};
 use crate::run::RunError;
 
@@ -54,6 +58,28 @@ fn upstream(service: &ServicePlan) -> Result<Upstream, RunError> {
 
 type Task = smol::Task<std::io::Result<()>>;
 
+/// rtcp / rudp: the chain (required; its last hop receives the BIND), the address to bind on
+/// the relay server (`:2222` goes out as GOST ≤ v3.2.6 sends it), and the local target.
+fn remote_parts(service: &ServicePlan) -> Result<(Mutex<Chain>, Target, Target), RunError> {
+    let chain_plan = service.chain.as_ref().ok_or_else(|| {
+        err(
+            service,
+            "remote forwarding needs a chain ending in a relay node",
+        )
+    })?;
+    let listen = target(&service.listen)?;
+    let forward = service
+        .forward
+        .as_ref()
+        .and_then(|f| f.targets.first())
+        .ok_or_else(|| err(service, "remote forwarding needs a target"))?;
+    Ok((
+        Mutex::new(chain(chain_plan)?),
+        listen,
+        target(&forward.addr)?,
+    ))
+}
+
 async fn start(service: &ServicePlan) -> Result<Task, RunError> {
     let forward = || -> Result<Arc<ForwardConfig>, RunError> {
         Ok(Arc::new(ForwardConfig {
@@ -75,6 +101,8 @@ async fn start(service: &ServicePlan) -> Result<Task, RunError> {
         (HandlerPlan::Relay(opts), ListenerPlan::Tcp) => {
             let config = ServeConfig {
                 relay: Arc::new(server_config(opts, service.dial_timeout)),
+                mux: relay_core::mux::MuxConfig::default(),
+                udp_buffer_size: opts.udp_buffer_size,
                 forward: service
                     .forward
                     .as_ref()
@@ -104,6 +132,36 @@ async fn start(service: &ServicePlan) -> Result<Task, RunError> {
                 queue: o.read_queue_size,
             };
             smol::spawn(services::serve_udp_forward(socket, forward()?, options))
+        }
+        (HandlerPlan::Rtcp, ListenerPlan::Rtcp) => {
+            let (chain, listen, target) = remote_parts(service)?;
+            let options = RemoteOptions {
+                dial_timeout: service.dial_timeout,
+                ..RemoteOptions::default()
+            };
+            log::info!(
+                "{}: remote tcp forwarding {listen} (on the relay server) -> {target}",
+                service.name
+            );
+            smol::spawn(async move {
+                remote::serve_rtcp(&chain, &listen.as_address(), &target, &options).await
+            })
+        }
+        (HandlerPlan::Rudp, ListenerPlan::Rudp(o)) => {
+            let (chain, listen, target) = remote_parts(service)?;
+            let options = RemoteOptions {
+                dial_timeout: service.dial_timeout,
+                udp_buffer_size: o.read_buffer_size,
+                udp_ttl: o.ttl,
+                ..RemoteOptions::default()
+            };
+            log::info!(
+                "{}: remote udp forwarding {listen} (on the relay server) -> {target}",
+                service.name
+            );
+            smol::spawn(async move {
+                remote::serve_rudp(&chain, &listen.as_address(), &target, &options).await
+            })
         }
         (HandlerPlan::Socks5, ListenerPlan::Tcp) => smol::spawn(services::serve_entry(
             tcp_listener(service).await?,
