@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use futures_lite::FutureExt;
+use relay_core::policy::Policy;
 use relay_core::target::{Target, TargetHost};
 use smol::Timer;
 use smol::net::{TcpStream, UdpSocket};
@@ -46,11 +47,30 @@ async fn before<T>(
     }
 }
 
-/// Connects to `target` (each resolved address in turn) before `deadline`, with TCP_NODELAY.
-pub async fn tcp(target: &Target, deadline: Option<Instant>) -> io::Result<TcpStream> {
+/// The addresses of `target` that `policy` allows (all without one); `PermissionDenied` when
+/// it allows none.
+async fn resolve_allowed(target: &Target, policy: Option<&Policy>) -> io::Result<Vec<SocketAddr>> {
+    let mut addrs = resolve(target).await?;
+    addrs.retain(|a| policy.is_none_or(|p| p.allows_ip(a.ip())));
+    if addrs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "target refused by policy",
+        ));
+    }
+    Ok(addrs)
+}
+
+/// Connects to `target` (each resolved address in turn, skipping those `policy` refuses)
+/// before `deadline`, with TCP_NODELAY.
+pub async fn tcp(
+    target: &Target,
+    deadline: Option<Instant>,
+    policy: Option<&Policy>,
+) -> io::Result<TcpStream> {
     before(deadline, async {
         let mut last = io::Error::from(io::ErrorKind::NotFound);
-        for addr in resolve(target).await? {
+        for addr in resolve_allowed(target, policy).await? {
             match TcpStream::connect(addr).await {
                 Ok(s) => {
                     s.set_nodelay(true)?;
@@ -64,10 +84,15 @@ pub async fn tcp(target: &Target, deadline: Option<Instant>) -> io::Result<TcpSt
     .await
 }
 
-/// A UDP socket connected to `target`, on an ephemeral port of the matching family.
-pub async fn udp(target: &Target, deadline: Option<Instant>) -> io::Result<UdpSocket> {
+/// A UDP socket connected to `target` (its first address `policy` allows), on an ephemeral
+/// port of the matching family.
+pub async fn udp(
+    target: &Target,
+    deadline: Option<Instant>,
+    policy: Option<&Policy>,
+) -> io::Result<UdpSocket> {
     before(deadline, async {
-        let addr = resolve(target).await?[0];
+        let addr = resolve_allowed(target, policy).await?[0];
         let local: SocketAddr = if addr.is_ipv4() {
             ([0, 0, 0, 0], 0).into()
         } else {

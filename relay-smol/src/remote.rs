@@ -273,7 +273,7 @@ async fn serve_stream(s: MuxStream, target: Target, dial_timeout: Duration) {
     let peer = pre
         .peer
         .map_or("an unknown peer".to_string(), |p| p.to_string());
-    let conn = match dial::tcp(&target, Some(Instant::now() + dial_timeout)).await {
+    let conn = match dial::tcp(&target, Some(Instant::now() + dial_timeout), None).await {
         Ok(c) => c,
         Err(e) => {
             log::info!("rtcp stream {} from {peer}: connect {target}: {e}", s.id());
@@ -320,7 +320,7 @@ async fn rudp_session(stream: BoxStream, target: &Target, options: &RemoteOption
                 continue;
             }
             let deadline = Some(Instant::now() + options.dial_timeout);
-            let socket = match dial::udp(target, deadline).await {
+            let socket = match dial::udp(target, deadline, None).await {
                 Ok(s) => Arc::new(s),
                 Err(e) => {
                     log::info!("rudp peer {key}: socket to {target}: {e}; datagram dropped");

@@ -222,9 +222,10 @@ async fn dial_for(
             (*t, Some(i))
         }
     };
+    let policy = config.relay.policy.as_deref();
     let result = match req.network {
-        Transport::Tcp => dial::tcp(&target, deadline).await.map(Dialed::Tcp),
-        Transport::Udp => dial::udp(&target, deadline).await.map(Dialed::Udp),
+        Transport::Tcp => dial::tcp(&target, deadline, policy).await.map(Dialed::Tcp),
+        Transport::Udp => dial::udp(&target, deadline, policy).await.map(Dialed::Udp),
     };
     if let (Some(i), Some(set)) = (node, &config.forward) {
         let mut set = set.lock().unwrap_or_else(|p| p.into_inner());
@@ -234,7 +235,10 @@ async fn dial_for(
         Ok(conn) => Ok((conn, Some(target))),
         Err(e) => {
             log::debug!("dial {target}: {e}");
-            Err(DialError::Failed)
+            Err(match e.kind() {
+                io::ErrorKind::PermissionDenied => DialError::Forbidden,
+                _ => DialError::Failed,
+            })
         }
     }
 }

@@ -51,7 +51,7 @@ impl Upstream {
                 route::connect(chain, transport, &target.as_address(), deadline).await
             }
             Upstream::Direct => match transport {
-                Transport::Tcp => Ok(Box::new(dial::tcp(target, deadline).await?)),
+                Transport::Tcp => Ok(Box::new(dial::tcp(target, deadline, None).await?)),
                 Transport::Udp => Err(io::Error::new(
                     io::ErrorKind::Unsupported,
                     "UDP forwarding needs a relay chain",
