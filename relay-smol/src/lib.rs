@@ -40,6 +40,7 @@ use relay_core::Address;
 use relay_core::client::Client;
 use relay_core::server::Transport;
 
+pub mod channel;
 pub mod dial;
 pub mod pipe;
 pub mod route;
@@ -48,7 +49,7 @@ pub mod services;
 mod stream;
 pub mod udp;
 
-pub use serve::{Outcome, ServeConfig, handle, serve};
+pub use serve::{Outcome, ServeConfig, handle, handle_stream, serve, serve_channel};
 pub use stream::RelayStream;
 
 /// How a client talks to its relay server.

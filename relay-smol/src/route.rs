@@ -11,6 +11,7 @@ use relay_core::server::Transport;
 use smol::Timer;
 use smol::net::TcpStream;
 
+use crate::channel::{self, Dialer};
 use crate::stream::RelayStream;
 
 /// Anything that reads and writes bytes.
@@ -20,9 +21,78 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> AsyncReadWrite for T {}
 /// A stream of any kind, boxed.
 pub type BoxStream = Box<dyn AsyncReadWrite>;
 
+/// The data channel of every node of a chain, indexed like the chain's hops and nodes.
+///
+/// [`relay_core::route::Chain`] stays transport-agnostic: it picks nodes and builds relay
+/// requests. Which channel (TCP, TLS, WebSocket) reaches a node is a transport concern kept
+/// here, looked up with the node picks of each [`RoutePlan`]. Missing entries are plain TCP.
+#[derive(Debug, Clone, Default)]
+pub struct Dialers {
+    hops: Vec<Vec<Dialer>>,
+}
+
+impl Dialers {
+    /// Channels per hop, per node, in the chain's order.
+    pub fn new(hops: Vec<Vec<Dialer>>) -> Dialers {
+        Dialers { hops }
+    }
+
+    /// The channel of node `node` of hop `hop` (TCP when not listed).
+    pub fn get(&self, hop: usize, node: usize) -> &Dialer {
+        static TCP: Dialer = Dialer::Tcp;
+        self.hops.get(hop).and_then(|h| h.get(node)).unwrap_or(&TCP)
+    }
+
+    /// True when every node is reached over plain TCP.
+    pub fn all_tcp(&self) -> bool {
+        self.hops.iter().flatten().all(Dialer::is_tcp)
+    }
+}
+
+/// A chain together with the data channel of each of its nodes.
+#[derive(Debug)]
+pub struct Route {
+    /// Node selection and relay requests.
+    pub chain: Mutex<Chain>,
+    /// How each node is reached.
+    pub dialers: Dialers,
+}
+
+impl Route {
+    /// A route over `chain` whose nodes are reached with `dialers`.
+    pub fn new(chain: Chain, dialers: Dialers) -> Route {
+        Route {
+            chain: Mutex::new(chain),
+            dialers,
+        }
+    }
+
+    /// Like [`connect`], each node reached over its own channel.
+    pub async fn connect(
+        &self,
+        transport: Transport,
+        target: &Address<'_>,
+        deadline: Option<Instant>,
+    ) -> io::Result<BoxStream> {
+        let plan = lock(&self.chain)
+            .plan(Instant::now(), transport, target)
+            .map_err(io::Error::other)?;
+        open(&self.chain, &self.dialers, plan, deadline).await
+    }
+
+    /// Like [`bind`], each node reached over its own channel.
+    pub async fn bind(&self, transport: Transport, listen: &Address<'_>) -> io::Result<BoxStream> {
+        let plan = lock(&self.chain)
+            .plan_bind(Instant::now(), transport, listen)
+            .map_err(io::Error::other)?;
+        open(&self.chain, &self.dialers, plan, None).await
+    }
+}
+
 /// Opens a tunnel to `target` over `transport` through every hop of `chain`: connects to the
 /// first hop's node before `deadline`, then stacks one relay layer per hop. Immediate requests
 /// (nodelay) are written before this returns; lazy ones go with the first payload.
+/// Every node is reached over plain TCP; see [`Route`] for other channels.
 pub async fn connect(
     chain: &Mutex<Chain>,
     transport: Transport,
@@ -32,7 +102,7 @@ pub async fn connect(
     let plan = lock(chain)
         .plan(Instant::now(), transport, target)
         .map_err(io::Error::other)?;
-    open(chain, plan, deadline).await
+    open(chain, &Dialers::default(), plan, deadline).await
 }
 
 /// Like [`connect`], with a BIND (remote forwarding) for the last hop.
@@ -44,7 +114,7 @@ pub async fn bind(
     let plan = lock(chain)
         .plan_bind(Instant::now(), transport, listen)
         .map_err(io::Error::other)?;
-    open(chain, plan, None).await
+    open(chain, &Dialers::default(), plan, None).await
 }
 
 fn lock(chain: &Mutex<Chain>) -> std::sync::MutexGuard<'_, Chain> {
@@ -53,6 +123,7 @@ fn lock(chain: &Mutex<Chain>) -> std::sync::MutexGuard<'_, Chain> {
 
 async fn open(
     chain: &Mutex<Chain>,
+    dialers: &Dialers,
     mut plan: RoutePlan,
     deadline: Option<Instant>,
 ) -> io::Result<BoxStream> {
@@ -76,12 +147,30 @@ async fn open(
         }
     };
     tcp.set_nodelay(true)?;
+    // The first node's channel handshake counts towards reaching it (as in GOST, a failed
+    // TLS or WebSocket handshake marks the node failed).
+    let first_dialer = dialers.get(0, plan.picks[0]);
+    let stream = match channel::before(deadline, first_dialer.handshake(Box::new(tcp))).await {
+        Ok(s) => s,
+        Err(e) => {
+            lock(chain).report(&plan, 0, false, Instant::now());
+            return Err(io::Error::new(e.kind(), format!("relay node {first}: {e}")));
+        }
+    };
     lock(chain).report(&plan, 0, true, Instant::now());
-    let mut stream: BoxStream = Box::new(tcp);
-    for client in plan.clients.drain(..) {
+    let mut stream = stream;
+    let picks = plan.picks.clone();
+    for (hop, client) in plan.clients.drain(..).enumerate() {
         let mut layer = RelayStream::new(stream, client);
         layer.flush().await?;
         stream = Box::new(layer);
+        // The next node's channel runs inside the tunnel to it (GOST's per-node handshake).
+        if let Some(&pick) = picks.get(hop + 1) {
+            let next = dialers.get(hop + 1, pick);
+            if !next.is_tcp() {
+                stream = channel::before(deadline, next.handshake(stream)).await?;
+            }
+        }
     }
     Ok(stream)
 }

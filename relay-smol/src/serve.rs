@@ -4,7 +4,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
 use relay_core::select::NodeSet;
 use relay_core::server::{
     CloseReason, DialError, DialRequest, DialTarget, Established, Server, ServerConfig,
@@ -14,6 +14,7 @@ use relay_core::target::Target;
 use smol::Timer;
 use smol::net::{TcpListener, TcpStream};
 
+use crate::channel::{self, Acceptor};
 use crate::dial;
 use crate::pipe::{Transferred, pipe};
 use crate::udp::{self, FramedRecv, FramedSend};
@@ -57,12 +58,35 @@ pub enum Outcome {
 
 /// Accepts connections on `listener` forever, serving each on its own task.
 pub async fn serve(listener: TcpListener, config: Arc<ServeConfig>) -> io::Result<()> {
+    serve_channel(listener, Arc::new(Acceptor::Tcp), config).await
+}
+
+/// Accepts connections on `listener` forever, serving relay on each, on its own task, after
+/// `acceptor`'s channel handshake (TLS, WebSocket…). The channel handshake must finish within
+/// the relay read timeout.
+pub async fn serve_channel(
+    listener: TcpListener,
+    acceptor: Arc<Acceptor>,
+    config: Arc<ServeConfig>,
+) -> io::Result<()> {
     loop {
         let (stream, peer) = listener.accept().await?;
         let config = config.clone();
+        let acceptor = acceptor.clone();
         smol::spawn(async move {
             let started = Instant::now();
-            match handle(stream, &config).await {
+            let result = match &*acceptor {
+                Acceptor::Tcp => handle(stream, &config).await,
+                a => {
+                    let deadline = Instant::now() + config.relay.read_timeout;
+                    let _ = stream.set_nodelay(true);
+                    match channel::before(Some(deadline), a.accept(stream)).await {
+                        Ok(s) => handle_stream(s, &config).await,
+                        Err(e) => Err(io::Error::new(e.kind(), format!("channel handshake: {e}"))),
+                    }
+                }
+            };
+            match result {
                 Ok(Outcome::Closed(reason)) => {
                     log::info!("relay {peer}: closed during handshake: {reason:?}")
                 }
@@ -90,8 +114,30 @@ enum Dialed {
 }
 
 /// Runs one relay connection: the handshake, then its data phase, to the end.
-pub async fn handle(mut stream: TcpStream, config: &ServeConfig) -> io::Result<Outcome> {
+pub async fn handle(stream: TcpStream, config: &ServeConfig) -> io::Result<Outcome> {
     stream.set_nodelay(true)?;
+    drive(stream, config, |s| (s.clone(), s)).await
+}
+
+/// Like [`handle`], on any byte stream (a TLS or WebSocket channel, say). The data phase reads
+/// and writes it from one task through [`futures_lite::io::split`].
+pub async fn handle_stream<S>(stream: S, config: &ServeConfig) -> io::Result<Outcome>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    drive(stream, config, futures_lite::io::split).await
+}
+
+async fn drive<S, R, W>(
+    mut stream: S,
+    config: &ServeConfig,
+    split: impl FnOnce(S) -> (R, W),
+) -> io::Result<Outcome>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut server = Server::new(config.relay.clone(), Instant::now());
     let mut buf: Vec<u8> = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
@@ -99,7 +145,10 @@ pub async fn handle(mut stream: TcpStream, config: &ServeConfig) -> io::Result<O
     loop {
         while let Some(out) = server.poll_output() {
             match out {
-                ServerOutput::Transmit(bytes) => stream.write_all(bytes.as_slice()).await?,
+                ServerOutput::Transmit(bytes) => {
+                    stream.write_all(bytes.as_slice()).await?;
+                    stream.flush().await?;
+                }
                 ServerOutput::Dial(req) => {
                     let deadline = server.poll_timeout();
                     let result = dial_for(req, config, deadline).await;
@@ -112,7 +161,7 @@ pub async fn handle(mut stream: TcpStream, config: &ServeConfig) -> io::Result<O
                     let Some((conn, target)) = dialed.take() else {
                         return Err(io::Error::other("data phase without a dialled target"));
                     };
-                    return run_tunnel(stream, &buf, est, conn, target).await;
+                    return run_tunnel(split(stream), &buf, est, conn, target).await;
                 }
                 ServerOutput::Close(reason) => return Ok(Outcome::Closed(reason)),
             }
@@ -171,17 +220,21 @@ async fn dial_for(
     }
 }
 
-async fn run_tunnel(
-    stream: TcpStream,
+async fn run_tunnel<R, W>(
+    (read, write): (R, W),
     head: &[u8],
     est: Established,
     conn: Dialed,
     target: Option<Target>,
-) -> io::Result<Outcome> {
+) -> io::Result<Outcome>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     match (est, conn) {
         (Established::Tcp { downstream_prefix }, Dialed::Tcp(t)) => {
             let transferred = pipe(
-                (stream.clone(), stream),
+                (read, write),
                 (t.clone(), t),
                 head,
                 downstream_prefix.as_slice(),
@@ -194,8 +247,8 @@ async fn run_tunnel(
             })
         }
         (Established::Udp { downstream_prefix }, Dialed::Udp(socket)) => {
-            let mut recv = FramedRecv::new(stream.clone(), head);
-            let mut send = FramedSend::new(stream, downstream_prefix.as_slice());
+            let mut recv = FramedRecv::new(read, head);
+            let mut send = FramedSend::new(write, downstream_prefix.as_slice());
             let transferred = udp::stream_to_socket(&mut recv, &mut send, &socket).await?;
             Ok(Outcome::Tunnel {
                 network: Transport::Udp,
