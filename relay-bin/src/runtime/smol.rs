@@ -9,7 +9,7 @@ use relay_smol::services::{
 };
 use smol::net::{TcpListener, UdpSocket};
 
-use super::{chain, listen_addr, server_config, targets};
+use super::{chain, channels, listen_addr, server_config, targets};
 use crate::config::resolve::{HandlerPlan, ListenerPlan, Plan, ServicePlan};
 use crate::run::RunError;
 
@@ -47,7 +47,14 @@ async fn tcp_listener(service: &ServicePlan) -> Result<TcpListener, RunError> {
 
 fn upstream(service: &ServicePlan) -> Result<Upstream, RunError> {
     Ok(match &service.chain {
-        Some(c) => Upstream::Chain(Mutex::new(chain(c)?)),
+        Some(c) => {
+            let dialers = channels::dialers(c)?;
+            if dialers.all_tcp() {
+                Upstream::Chain(Mutex::new(chain(c)?))
+            } else {
+                Upstream::Route(relay_smol::route::Route::new(chain(c)?, dialers))
+            }
+        }
         None => Upstream::Direct,
     })
 }
@@ -72,7 +79,10 @@ async fn start(service: &ServicePlan) -> Result<Task, RunError> {
         }))
     };
     Ok(match (&service.handler, &service.listener) {
-        (HandlerPlan::Relay(opts), ListenerPlan::Tcp) => {
+        (
+            HandlerPlan::Relay(opts),
+            ListenerPlan::Tcp | ListenerPlan::Tls(_) | ListenerPlan::Ws(_),
+        ) => {
             let config = ServeConfig {
                 relay: Arc::new(server_config(opts, service.dial_timeout)),
                 forward: service
@@ -82,8 +92,10 @@ async fn start(service: &ServicePlan) -> Result<Task, RunError> {
                     .transpose()?
                     .map(Mutex::new),
             };
-            smol::spawn(relay_smol::serve(
+            let acceptor = channels::acceptor(&service.listener).map_err(|e| err(service, e))?;
+            smol::spawn(relay_smol::serve_channel(
                 tcp_listener(service).await?,
+                Arc::new(acceptor),
                 Arc::new(config),
             ))
         }

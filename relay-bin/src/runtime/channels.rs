@@ -1,0 +1,80 @@
+//! Data channels (TLS, WebSocket) from the plan to relay-smol's dialers and acceptors.
+
+use std::path::Path;
+
+use relay_smol::channel::{
+    Acceptor, ClientTls, Dialer, Identity, ServerTls, TlsDialer, WsDialer, tls,
+};
+use relay_smol::route::Dialers;
+
+use crate::config::resolve::{ChainPlan, ClientTlsPlan, DialerKind, ListenerPlan, ServerTlsPlan};
+use crate::run::RunError;
+
+fn load_identity((cert, key): &(String, String)) -> Result<Identity, RunError> {
+    Identity::from_pem_files(Path::new(cert), Path::new(key)).map_err(|e| RunError(e.to_string()))
+}
+
+fn load_ca(file: &Option<String>) -> Result<Vec<tls::CertificateDer<'static>>, RunError> {
+    match file {
+        Some(f) => tls::load_certs(Path::new(f)).map_err(|e| RunError(e.to_string())),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn server_tls(plan: &ServerTlsPlan) -> Result<ServerTls, RunError> {
+    let identity = match &plan.cert {
+        Some(pair) => load_identity(pair)?,
+        None => {
+            log::info!("tls: no certFile/keyFile, using a generated self-signed certificate");
+            Identity::self_signed().map_err(|e| RunError(e.to_string()))?
+        }
+    };
+    Ok(ServerTls {
+        identity,
+        client_ca: load_ca(&plan.ca_file)?,
+    })
+}
+
+fn tls_dialer(plan: &ClientTlsPlan) -> Result<TlsDialer, RunError> {
+    let tls = ClientTls {
+        secure: plan.secure,
+        ca: load_ca(&plan.ca_file)?,
+        identity: plan.cert.as_ref().map(load_identity).transpose()?,
+    };
+    TlsDialer::new(&tls, &plan.server_name).map_err(|e| RunError(e.to_string()))
+}
+
+/// The server side of a service's listener (plain TCP for tcp listeners).
+pub fn acceptor(listener: &ListenerPlan) -> Result<Acceptor, RunError> {
+    let r = match listener {
+        ListenerPlan::Tls(t) => Acceptor::tls(&server_tls(t)?),
+        ListenerPlan::Ws(w) => Acceptor::ws(
+            Some(&w.path),
+            w.tls.as_ref().map(server_tls).transpose()?.as_ref(),
+        ),
+        _ => Ok(Acceptor::Tcp),
+    };
+    r.map_err(|e| RunError(e.to_string()))
+}
+
+/// The data channel of every node of `plan`, in the chain's order.
+pub fn dialers(plan: &ChainPlan) -> Result<Dialers, RunError> {
+    let mut hops = Vec::with_capacity(plan.hops.len());
+    for hop in &plan.hops {
+        let mut nodes = Vec::with_capacity(hop.nodes.len());
+        for n in &hop.nodes {
+            let d = match &n.dialer {
+                DialerKind::Tcp => Dialer::Tcp,
+                DialerKind::Tls(t) => Dialer::Tls(tls_dialer(t)?),
+                DialerKind::Ws(w) => Dialer::Ws(WsDialer::new(
+                    &w.host,
+                    Some(&w.path),
+                    w.tls.as_ref().map(tls_dialer).transpose()?,
+                )),
+            };
+            nodes.push(d);
+        }
+        hops.push(nodes);
+    }
+    Ok(Dialers::new(hops))
+}
