@@ -21,18 +21,39 @@ fn load_ca(file: &Option<String>) -> Result<Vec<tls::CertificateDer<'static>>, R
     }
 }
 
-fn server_tls(plan: &ServerTlsPlan) -> Result<ServerTls, RunError> {
-    let identity = match &plan.cert {
-        Some(pair) => load_identity(pair)?,
-        None => {
-            log::info!("tls: no certFile/keyFile, using a generated self-signed certificate");
-            Identity::self_signed().map_err(|e| RunError(e.to_string()))?
+/// GOST's default server certificate: `cert.pem` + `key.pem` (and `ca.pem`, which turns on
+/// client verification) from the working directory when they load, else a generated one.
+fn default_server_tls() -> Result<ServerTls, RunError> {
+    if let Ok(identity) = Identity::from_pem_files(Path::new("cert.pem"), Path::new("key.pem")) {
+        log::info!("tls: using cert.pem and key.pem of the working directory");
+        let client_ca = tls::load_certs(Path::new("ca.pem")).unwrap_or_default();
+        if !client_ca.is_empty() {
+            log::info!("tls: ca.pem of the working directory: client certificates required");
         }
-    };
+        return Ok(ServerTls {
+            identity,
+            client_ca,
+        });
+    }
+    log::info!("tls: no certificate configured, using a generated self-signed one");
     Ok(ServerTls {
-        identity,
-        client_ca: load_ca(&plan.ca_file)?,
+        identity: Identity::self_signed().map_err(|e| RunError(e.to_string()))?,
+        client_ca: Vec::new(),
     })
+}
+
+fn server_tls(plan: &ServerTlsPlan) -> Result<ServerTls, RunError> {
+    let mut tls = match &plan.cert {
+        Some(pair) => ServerTls {
+            identity: load_identity(pair)?,
+            client_ca: Vec::new(),
+        },
+        None => default_server_tls()?,
+    };
+    if plan.ca_file.is_some() {
+        tls.client_ca = load_ca(&plan.ca_file)?;
+    }
+    Ok(tls)
 }
 
 fn tls_dialer(plan: &ClientTlsPlan) -> Result<TlsDialer, RunError> {

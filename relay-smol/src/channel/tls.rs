@@ -5,6 +5,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -12,7 +13,7 @@ use rustls::pki_types::pem::PemObject;
 pub use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::pki_types::{PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 pub use futures_rustls::{TlsAcceptor, TlsConnector};
 
@@ -52,26 +53,34 @@ impl Identity {
     }
 
     /// A fresh self-signed certificate like the one GOST generates when a TLS listener has no
-    /// certificate: organisation `GOST`, common name `gost.run`, valid ten years from now.
-    /// The key is ECDSA P-256 (GOST uses RSA 2048; clients that do not verify cannot tell).
+    /// certificate: ECDSA P-256, valid one year from now, for server and client use, its
+    /// common name also its DNS name. GOST derives the organisation and name from a device id
+    /// (to look less like GOST); this one is organisation `GOST`, name `gost.run`.
     pub fn self_signed() -> io::Result<Identity> {
-        Self::self_signed_for(vec!["gost.run".to_string()])
+        Self::self_signed_for("GOST", "gost.run")
     }
 
-    /// A fresh self-signed certificate for `names` (DNS names or IP addresses).
-    pub fn self_signed_for(names: Vec<String>) -> io::Result<Identity> {
-        let mut params = rcgen::CertificateParams::new(names).map_err(tls_err)?;
+    /// A fresh self-signed certificate for organisation `org` and common (and DNS) name `cn`.
+    pub fn self_signed_for(org: &str, cn: &str) -> io::Result<Identity> {
+        let mut params = rcgen::CertificateParams::new(vec![cn.to_string()]).map_err(tls_err)?;
         params.distinguished_name = rcgen::DistinguishedName::new();
         params
             .distinguished_name
-            .push(rcgen::DnType::OrganizationName, "GOST");
+            .push(rcgen::DnType::OrganizationName, org);
         params
             .distinguished_name
-            .push(rcgen::DnType::CommonName, "gost.run");
+            .push(rcgen::DnType::CommonName, cn);
         let now = std::time::SystemTime::now();
         params.not_before = now.into();
-        params.not_after = (now + std::time::Duration::from_secs(10 * 365 * 24 * 3600)).into();
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        params.not_after = (now + std::time::Duration::from_secs(365 * 24 * 3600)).into();
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::DigitalSignature,
+            rcgen::KeyUsagePurpose::KeyCertSign,
+        ];
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        ];
         let key = rcgen::KeyPair::generate().map_err(tls_err)?;
         let cert = params.self_signed(&key).map_err(tls_err)?;
         Ok(Identity {
@@ -103,9 +112,11 @@ fn roots(certs: &[CertificateDer<'static>]) -> io::Result<RootCertStore> {
 /// Client side of a TLS channel (GOST's dialer `tls` object).
 #[derive(Debug, Clone, Default)]
 pub struct ClientTls {
-    /// `secure`: verify the server's certificate (GOST default: false, anything is accepted).
+    /// `secure`: verify the server's certificate and name (GOST default: false).
     pub secure: bool,
-    /// `caFile`: trust anchors when verifying; without them the system's roots are used.
+    /// `caFile`: trust anchors. With `secure`, the chain and the name are checked against them;
+    /// without `secure`, only the chain is (GOST's manual `VerifyConnection`); with neither,
+    /// any certificate is accepted. `secure` without a CA uses the system's roots.
     pub ca: Vec<CertificateDer<'static>>,
     /// `certFile` + `keyFile`: a client certificate, for servers that require one.
     pub identity: Option<Identity>,
@@ -135,6 +146,14 @@ impl ClientTls {
                 roots(&self.ca)?
             };
             builder.with_root_certificates(store)
+        } else if !self.ca.is_empty() {
+            let inner =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots(&self.ca)?), provider)
+                    .build()
+                    .map_err(tls_err)?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(ChainOnly(inner)))
         } else {
             builder
                 .dangerous()
@@ -194,6 +213,54 @@ pub fn server_name(name: &str) -> io::Result<ServerName<'static>> {
         .unwrap_or(name);
     ServerName::try_from(name.to_string())
         .map_err(|e| tls_err(format!("server name {name:?}: {e}")))
+}
+
+/// Checks the server's chain against the CAs but not its name (GOST: `caFile` without
+/// `secure`). webpki checks the name last, so a name error means the chain was good.
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }
 
 /// Accepts any server certificate (GOST's default `secure=false`), while still checking that
