@@ -49,7 +49,7 @@ pub mod services;
 mod stream;
 pub mod udp;
 
-pub use serve::{Outcome, ServeConfig, handle, handle_stream, serve, serve_channel};
+pub use serve::{Outcome, ServeConfig, handle, handle_stream, serve, serve_channel, serve_quic};
 pub use stream::RelayStream;
 
 /// How a client talks to its relay server.

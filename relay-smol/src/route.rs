@@ -4,11 +4,10 @@ use std::io;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, FutureExt};
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use relay_core::Address;
 use relay_core::route::{Chain, RoutePlan};
 use relay_core::server::Transport;
-use smol::Timer;
 use smol::net::TcpStream;
 
 use crate::channel::{self, Dialer};
@@ -128,29 +127,20 @@ async fn open(
     deadline: Option<Instant>,
 ) -> io::Result<BoxStream> {
     let first = plan.first_hop;
-    let tcp = async { TcpStream::connect(first).await };
-    let tcp = match deadline {
-        Some(at) => {
-            tcp.or(async {
-                Timer::at(at).await;
-                Err(io::ErrorKind::TimedOut.into())
-            })
-            .await
-        }
-        None => tcp.await,
-    };
-    let tcp = match tcp {
-        Ok(t) => t,
-        Err(e) => {
-            lock(chain).report(&plan, 0, false, Instant::now());
-            return Err(io::Error::new(e.kind(), format!("relay node {first}: {e}")));
-        }
-    };
-    tcp.set_nodelay(true)?;
-    // The first node's channel handshake counts towards reaching it (as in GOST, a failed
-    // TLS or WebSocket handshake marks the node failed).
     let first_dialer = dialers.get(0, plan.picks[0]);
-    let stream = match channel::before(deadline, first_dialer.handshake(Box::new(tcp))).await {
+    // Reaching the first node includes its channel handshake (as in GOST, a failed TLS or
+    // WebSocket handshake marks the node failed).
+    let reach = async {
+        match first_dialer {
+            Dialer::Quic(q) => Ok(Box::new(q.open(first).await?) as BoxStream),
+            d => {
+                let tcp = TcpStream::connect(first).await?;
+                tcp.set_nodelay(true)?;
+                d.handshake(Box::new(tcp)).await
+            }
+        }
+    };
+    let stream = match channel::before(deadline, reach).await {
         Ok(s) => s,
         Err(e) => {
             lock(chain).report(&plan, 0, false, Instant::now());

@@ -86,25 +86,64 @@ pub async fn serve_channel(
                     }
                 }
             };
-            match result {
-                Ok(Outcome::Closed(reason)) => {
-                    log::info!("relay {peer}: closed during handshake: {reason:?}")
+            log_outcome(peer, started, result);
+        })
+        .detach();
+    }
+}
+
+/// Serves relay on every stream of every QUIC connection `endpoint` accepts, forever
+/// (GOST's `relay+quic` listener: one stream per relay connection).
+pub async fn serve_quic(endpoint: quinn::Endpoint, config: Arc<ServeConfig>) -> io::Result<()> {
+    while let Some(incoming) = endpoint.accept().await {
+        let config = config.clone();
+        smol::spawn(async move {
+            let peer = incoming.remote_address();
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    log::info!("relay {peer}: quic handshake: {e}");
+                    return;
                 }
-                Ok(Outcome::Tunnel {
-                    network,
-                    target,
-                    transferred,
-                }) => log::info!(
-                    "relay {peer} -> {} ({network:?}): up {} B, down {} B, {:?}",
-                    target.map_or("forward target".to_string(), |t| t.to_string()),
-                    transferred.up,
-                    transferred.down,
-                    started.elapsed()
-                ),
-                Err(e) => log::info!("relay {peer}: {e}"),
+            };
+            loop {
+                let (send, recv) = match conn.accept_bi().await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        log::debug!("relay {peer}: quic connection ended: {e}");
+                        return;
+                    }
+                };
+                let config = config.clone();
+                smol::spawn(async move {
+                    let stream = channel::quic::QuicStream::new(send, recv);
+                    log_outcome(peer, Instant::now(), handle_stream(stream, &config).await);
+                })
+                .detach();
             }
         })
         .detach();
+    }
+    Ok(())
+}
+
+fn log_outcome(peer: std::net::SocketAddr, started: Instant, result: io::Result<Outcome>) {
+    match result {
+        Ok(Outcome::Closed(reason)) => {
+            log::info!("relay {peer}: closed during handshake: {reason:?}")
+        }
+        Ok(Outcome::Tunnel {
+            network,
+            target,
+            transferred,
+        }) => log::info!(
+            "relay {peer} -> {} ({network:?}): up {} B, down {} B, {:?}",
+            target.map_or("forward target".to_string(), |t| t.to_string()),
+            transferred.up,
+            transferred.down,
+            started.elapsed()
+        ),
+        Err(e) => log::info!("relay {peer}: {e}"),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Relay over TLS and WebSocket channels, on 127.0.0.1, with certificates made here.
+//! Relay over TLS, WebSocket and QUIC channels, on 127.0.0.1, with certificates made here.
 
 use std::future::Future;
 use std::io;
@@ -12,6 +12,7 @@ use relay_core::route::{Chain, Hop, Node};
 use relay_core::select::Strategy;
 use relay_core::server::{ServerConfig, Transport};
 use relay_smol::ServeConfig;
+use relay_smol::channel::quic::{self, QuicDialer};
 use relay_smol::channel::{Acceptor, ClientTls, Dialer, Identity, ServerTls, TlsDialer, WsDialer};
 use relay_smol::route::{Dialers, Route};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -351,5 +352,93 @@ fn tls_handshake_failure_marks_node_failed() {
         // The only node is now set aside for the fail timeout.
         let e = echo_through(&r, target).await.unwrap_err();
         assert!(e.to_string().contains("no node available"), "{e}");
+    })
+}
+
+fn quic_server(tls: &ServerTls) -> SocketAddr {
+    let endpoint = quic::server_endpoint("127.0.0.1:0".parse().unwrap(), tls).unwrap();
+    let addr = endpoint.local_addr().unwrap();
+    let config = Arc::new(ServeConfig::new(ServerConfig {
+        read_timeout: Duration::from_secs(5),
+        ..ServerConfig::default()
+    }));
+    smol::spawn(relay_smol::serve_quic(endpoint, config)).detach();
+    addr
+}
+
+fn quic_dialer(tls: &ClientTls, name: &str) -> Dialer {
+    Dialer::Quic(Arc::new(
+        QuicDialer::new(tls, name, Some(quic::DEFAULT_KEEPALIVE)).unwrap(),
+    ))
+}
+
+#[test]
+fn quic_streams_share_one_connection() {
+    run(async {
+        let target = echo_target().await;
+        let relay = quic_server(&self_signed_server());
+        let r = route(vec![(
+            relay,
+            quic_dialer(&ClientTls::default(), "gost.run"),
+        )]);
+        // Sequential and concurrent tunnels over the cached connection.
+        echo_through(&r, target).await.unwrap();
+        echo_through(&r, target).await.unwrap();
+        let (a, b) =
+            futures_lite::future::zip(echo_through(&r, target), echo_through(&r, target)).await;
+        a.unwrap();
+        b.unwrap();
+    })
+}
+
+#[test]
+fn quic_secure_right_and_wrong_ca_and_udp() {
+    run(async {
+        let target = echo_target().await;
+        let server = pki();
+        let relay = quic_server(&ServerTls {
+            identity: server.leaf.clone(),
+            client_ca: Vec::new(),
+        });
+        let secure = |ca| ClientTls {
+            secure: true,
+            ca: vec![ca],
+            identity: None,
+        };
+        let r = route(vec![(
+            relay,
+            quic_dialer(&secure(server.ca.clone()), "localhost"),
+        )]);
+        echo_through(&r, target).await.unwrap();
+        let bad = route(vec![(relay, quic_dialer(&secure(pki().ca), "localhost"))]);
+        echo_through(&bad, target).await.unwrap_err();
+
+        let udp_target = udp_echo_target().await;
+        let to = udp_target.to_string();
+        let mut s = r
+            .connect(Transport::Udp, &Address::parse(&to).unwrap(), None)
+            .await
+            .unwrap();
+        let frame = [&[0u8, 5][..], b"hello"].concat();
+        s.write_all(&frame).await.unwrap();
+        s.flush().await.unwrap();
+        let mut back = vec![0u8; frame.len()];
+        s.read_exact(&mut back).await.unwrap();
+        assert_eq!(back, frame);
+    })
+}
+
+#[test]
+fn quic_only_as_first_hop() {
+    run(async {
+        let target = echo_target().await;
+        let tcp = relay_server(Acceptor::Tcp).await;
+        let q = quic_server(&self_signed_server());
+        let r = route(vec![
+            (tcp, Dialer::Tcp),
+            (q, quic_dialer(&ClientTls::default(), "gost.run")),
+        ]);
+        let e = echo_through(&r, target).await.unwrap_err();
+        assert!(e.to_string().contains("first hop"), "{e}");
     })
 }

@@ -16,6 +16,7 @@ use smol::Timer;
 
 use crate::route::BoxStream;
 
+pub mod quic;
 pub mod tls;
 pub mod ws;
 
@@ -89,6 +90,9 @@ pub enum Dialer {
     Tls(TlsDialer),
     /// WebSocket on top, over TLS for `wss` (`relay+ws`, `relay+wss`).
     Ws(WsDialer),
+    /// A stream of a QUIC connection instead of TCP (`relay+quic`); first hop only, as in
+    /// GOST.
+    Quic(Arc<quic::QuicDialer>),
 }
 
 impl Dialer {
@@ -96,6 +100,12 @@ impl Dialer {
     pub async fn handshake(&self, stream: BoxStream) -> io::Result<BoxStream> {
         Ok(match self {
             Dialer::Tcp => stream,
+            Dialer::Quic(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "a quic node can only be the first hop of a chain",
+                ));
+            }
             Dialer::Tls(t) => Box::new(t.handshake(stream).await?),
             Dialer::Ws(w) => match &w.tls {
                 Some(t) => {
@@ -198,6 +208,3 @@ pub(crate) async fn before<T>(
         None => work.await,
     }
 }
-
-/// A dialer shared by the nodes of a chain.
-pub type SharedDialer = Arc<Dialer>;
