@@ -31,6 +31,43 @@ fn start(args: &[&str]) -> Relay {
     )
 }
 
+/// Starts `relay` and waits (up to 5 s) for `needle` in its log on stderr.
+fn start_logged(args: &[&str], needle: &str) -> Relay {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relay"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let needle = needle.to_string();
+    thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seen = false;
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if !seen && line.contains(&needle) {
+                seen = true;
+                let _ = tx.send(());
+            }
+        }
+    });
+    let relay = Relay(child);
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("relay did not log its listener");
+    relay
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -240,8 +277,44 @@ chains:
 }
 
 #[test]
+fn cli_quic_self_signed_and_secure_with_ca() {
+    let dir = temp_dir();
+    write_pki(&dir);
+    let d = dir.display();
+    let target = echo_target();
+    for (server_q, node_q) in [
+        (String::new(), String::new()),
+        (
+            format!("?cert={d}/cert.pem&key={d}/key.pem"),
+            format!("?secure=true&ca={d}/ca.pem&serverName=localhost&keepAlive=true&ttl=5s"),
+        ),
+    ] {
+        let sport = free_udp_port();
+        let _server = start_logged(
+            &["-L", &format!("relay+quic://127.0.0.1:{sport}{server_q}")],
+            "(quic)",
+        );
+        let cport = free_port();
+        let _client = start(&[
+            "-L",
+            &format!("tcp://127.0.0.1:{cport}/127.0.0.1:{target}"),
+            "-F",
+            &format!("relay+quic://127.0.0.1:{sport}{node_q}"),
+        ]);
+        wait_port(cport);
+        echo_through(cport).unwrap();
+        echo_through(cport).unwrap();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn mio_runtime_refuses_tls_and_ws_in_one_line() {
-    for url in ["relay+tls://127.0.0.1:0", "relay+wss://127.0.0.1:0"] {
+    for url in [
+        "relay+tls://127.0.0.1:0",
+        "relay+wss://127.0.0.1:0",
+        "relay+quic://127.0.0.1:0",
+    ] {
         let o = Command::new(env!("CARGO_BIN_EXE_relay"))
             .args(["-runtime", "mio", "-L", url])
             .output()

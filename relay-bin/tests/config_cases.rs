@@ -160,6 +160,40 @@ services:
 }
 
 #[test]
+fn quic_listener_and_dialer() {
+    let plan = resolve(&cli(&["relay+quic://:8443?cert=c.pem&key=k.pem"], &[])).unwrap();
+    assert_eq!(
+        plan.services[0].listener,
+        ListenerPlan::Quic(ServerTlsPlan {
+            cert: Some(("c.pem".into(), "k.pem".into())),
+            ca_file: None,
+        })
+    );
+    let plan = resolve(&cli(&[":1"], &["relay+quic://h:8443?keepAlive=false"])).unwrap();
+    assert_eq!(
+        plan.services[0].chain.as_ref().unwrap().hops[0].nodes[0].dialer,
+        DialerKind::Quic(QuicDialerPlan {
+            tls: ClientTlsPlan {
+                server_name: "h".into(),
+                ..ClientTlsPlan::default()
+            },
+            keepalive: None,
+        })
+    );
+    let plan = resolve(&cli(&[":1"], &["relay+quic://h:8443?ttl=3s"])).unwrap();
+    let DialerKind::Quic(q) = &plan.services[0].chain.as_ref().unwrap().hops[0].nodes[0].dialer
+    else {
+        panic!()
+    };
+    assert_eq!(q.keepalive, Some(Duration::from_secs(3)));
+    // GOST: a quic node must be the first of the chain; cipherKey obfuscation is not here.
+    let e = resolve(&cli(&[":1"], &["relay://a:1", "relay+quic://b:2"])).unwrap_err();
+    assert!(e.to_string().contains("only be in the first hop"), "{e}");
+    let e = resolve(&cli(&["relay+quic://:1?cipherKey=x"], &[])).unwrap_err();
+    assert!(e.to_string().contains("cipherKey"), "{e}");
+}
+
+#[test]
 fn ws_and_wss_listeners_and_dialers() {
     let plan = resolve(&cli(&["relay+ws://:8080"], &[])).unwrap();
     assert_eq!(

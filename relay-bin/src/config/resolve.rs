@@ -56,6 +56,8 @@ pub enum ListenerPlan {
     Tls(ServerTlsPlan),
     /// WebSocket over TCP (`relay+ws`), or over TLS (`relay+wss`, `tls` set).
     Ws(WsListenerPlan),
+    /// QUIC over UDP (`relay+quic`): one relay connection per stream.
+    Quic(ServerTlsPlan),
 }
 
 impl ListenerPlan {
@@ -65,6 +67,7 @@ impl ListenerPlan {
             ListenerPlan::Tls(_) => Some("tls"),
             ListenerPlan::Ws(w) if w.tls.is_some() => Some("wss"),
             ListenerPlan::Ws(_) => Some("ws"),
+            ListenerPlan::Quic(_) => Some("quic"),
             _ => None,
         }
     }
@@ -241,6 +244,18 @@ pub enum DialerKind {
     Tls(ClientTlsPlan),
     /// WebSocket over TCP (`relay+ws`), or over TLS (`relay+wss`, `tls` set).
     Ws(WsDialerPlan),
+    /// QUIC (`relay+quic`); only as the first hop of a chain.
+    Quic(QuicDialerPlan),
+}
+
+/// QUIC dialer settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuicDialerPlan {
+    /// TLS settings (the QUIC handshake is TLS 1.3).
+    pub tls: ClientTlsPlan,
+    /// Keep-alive period: `keepAlive` (default true here, false in GOST) and `ttl`
+    /// (default 10 s); None when `keepAlive=false`.
+    pub keepalive: Option<Duration>,
 }
 
 impl DialerKind {
@@ -251,6 +266,7 @@ impl DialerKind {
             DialerKind::Tls(_) => Some("tls"),
             DialerKind::Ws(w) if w.tls.is_some() => Some("wss"),
             DialerKind::Ws(_) => Some("ws"),
+            DialerKind::Quic(_) => Some("quic"),
         }
     }
 }
@@ -320,7 +336,6 @@ const LATER_LISTENERS: &[&str] = &[
     "mtls",
     "mws",
     "mwss",
-    "quic",
     "kcp",
     "h2",
     "h2c",
@@ -361,7 +376,6 @@ const LATER_DIALERS: &[&str] = &[
     "mtls",
     "mws",
     "mwss",
-    "quic",
     "kcp",
     "h2",
     "h2c",
@@ -513,6 +527,10 @@ fn resolve_service(
         "udp" => ListenerPlan::Udp(udp_options(&scope, &l.metadata, false)?),
         "rudp" => ListenerPlan::Rudp(udp_options(&scope, &l.metadata, true)?),
         "tls" => ListenerPlan::Tls(server_tls(&scope, l.tls.as_ref())?),
+        "quic" => {
+            reject_cipher_key(&scope, "listener.metadata", &l.metadata)?;
+            ListenerPlan::Quic(server_tls(&scope, l.tls.as_ref())?)
+        }
         "ws" | "wss" => ListenerPlan::Ws(WsListenerPlan {
             path: ws_path(&scope, "listener.metadata", &l.metadata)?,
             tls: (lkind == "wss")
@@ -631,7 +649,10 @@ fn resolve_service(
         (HandlerPlan::Udp(_), ListenerPlan::Udp(_)) => true,
         (HandlerPlan::Rtcp | HandlerPlan::Rudp | HandlerPlan::Udp(_), _) => false,
         (_, ListenerPlan::Tcp) => true,
-        (HandlerPlan::Relay(_), ListenerPlan::Tls(_) | ListenerPlan::Ws(_)) => true,
+        (
+            HandlerPlan::Relay(_),
+            ListenerPlan::Tls(_) | ListenerPlan::Ws(_) | ListenerPlan::Quic(_),
+        ) => true,
         _ => false,
     };
     if !pair_ok {
@@ -718,6 +739,14 @@ fn cert_pair(
         (Some(_), None) => Err(scope.err(sub, "certFile is set without keyFile")),
         (None, Some(_)) => Err(scope.err(sub, "keyFile is set without certFile")),
     }
+}
+
+/// GOST's `cipherKey` obfuscates QUIC packets; without it here the peers could not talk.
+fn reject_cipher_key(scope: &Scope, md_path: &str, md: &Metadata) -> Result<(), ConfigError> {
+    if md.get("cipherKey").is_some() {
+        return Err(scope.err(md_path, "quic cipherKey is not supported yet"));
+    }
+    Ok(())
 }
 
 fn client_tls(
@@ -842,6 +871,26 @@ fn resolve_chain(index: usize, chain: &ChainConfig) -> Result<ChainPlan, ConfigE
                         .then(|| client_tls(&s, dtls, node_addr.hostname()))
                         .transpose()?,
                 }),
+                "quic" => {
+                    if hi > 0 {
+                        return Err(s.err(
+                            "dialer.type",
+                            "a quic node can only be in the first hop of a chain",
+                        ));
+                    }
+                    reject_cipher_key(&s, "dialer.metadata", dmd)?;
+                    let on = s
+                        .md("dialer.metadata", dmd, &["keepAlive"], entry_bool)?
+                        .unwrap_or(true);
+                    let ttl = s
+                        .md("dialer.metadata", dmd, &["ttl"], entry_duration)?
+                        .filter(|d| !d.is_zero())
+                        .unwrap_or(Duration::from_secs(10));
+                    DialerKind::Quic(QuicDialerPlan {
+                        tls: client_tls(&s, dtls, node_addr.hostname())?,
+                        keepalive: on.then_some(ttl),
+                    })
+                }
                 k if LATER_DIALERS.contains(&k) => {
                     return Err(s.err("dialer.type", format!("dialer {k:?} is not supported yet")));
                 }

@@ -2,6 +2,10 @@
 
 use std::path::Path;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use relay_smol::channel::quic::{self, QuicDialer};
 use relay_smol::channel::{
     Acceptor, ClientTls, Dialer, Identity, ServerTls, TlsDialer, WsDialer, tls,
 };
@@ -56,13 +60,22 @@ fn server_tls(plan: &ServerTlsPlan) -> Result<ServerTls, RunError> {
     Ok(tls)
 }
 
-fn tls_dialer(plan: &ClientTlsPlan) -> Result<TlsDialer, RunError> {
-    let tls = ClientTls {
+fn client_tls(plan: &ClientTlsPlan) -> Result<ClientTls, RunError> {
+    Ok(ClientTls {
         secure: plan.secure,
         ca: load_ca(&plan.ca_file)?,
         identity: plan.cert.as_ref().map(load_identity).transpose()?,
-    };
-    TlsDialer::new(&tls, &plan.server_name).map_err(|e| RunError(e.to_string()))
+    })
+}
+
+fn tls_dialer(plan: &ClientTlsPlan) -> Result<TlsDialer, RunError> {
+    TlsDialer::new(&client_tls(plan)?, &plan.server_name).map_err(|e| RunError(e.to_string()))
+}
+
+/// A QUIC server endpoint on `addr` for a `quic` listener.
+pub fn quic_endpoint(addr: SocketAddr, plan: &ServerTlsPlan) -> Result<quic::Endpoint, RunError> {
+    quic::server_endpoint(addr, &server_tls(plan)?)
+        .map_err(|e| RunError(format!("listen on {addr}/udp: {e}")))
 }
 
 /// The server side of a service's listener (plain TCP for tcp listeners).
@@ -91,6 +104,10 @@ pub fn dialers(plan: &ChainPlan) -> Result<Dialers, RunError> {
                     &w.host,
                     Some(&w.path),
                     w.tls.as_ref().map(tls_dialer).transpose()?,
+                )),
+                DialerKind::Quic(q) => Dialer::Quic(Arc::new(
+                    QuicDialer::new(&client_tls(&q.tls)?, &q.tls.server_name, q.keepalive)
+                        .map_err(|e| RunError(e.to_string()))?,
                 )),
             };
             nodes.push(d);

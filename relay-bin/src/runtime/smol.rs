@@ -81,7 +81,7 @@ async fn start(service: &ServicePlan) -> Result<Task, RunError> {
     Ok(match (&service.handler, &service.listener) {
         (
             HandlerPlan::Relay(opts),
-            ListenerPlan::Tcp | ListenerPlan::Tls(_) | ListenerPlan::Ws(_),
+            ListenerPlan::Tcp | ListenerPlan::Tls(_) | ListenerPlan::Ws(_) | ListenerPlan::Quic(_),
         ) => {
             let config = ServeConfig {
                 relay: Arc::new(server_config(opts, service.dial_timeout)),
@@ -92,6 +92,15 @@ async fn start(service: &ServicePlan) -> Result<Task, RunError> {
                     .transpose()?
                     .map(Mutex::new),
             };
+            if let ListenerPlan::Quic(tls) = &service.listener {
+                let addr = listen_addr(&service.listen);
+                let endpoint = channels::quic_endpoint(addr, tls).map_err(|e| err(service, e))?;
+                log::info!("{}: listening on {addr}/udp (quic)", service.name);
+                return Ok(smol::spawn(relay_smol::serve_quic(
+                    endpoint,
+                    Arc::new(config),
+                )));
+            }
             let acceptor = channels::acceptor(&service.listener).map_err(|e| err(service, e))?;
             smol::spawn(relay_smol::serve_channel(
                 tcp_listener(service).await?,

@@ -16,6 +16,9 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 
 use super::tls::{ClientTls, ServerTls};
 
+/// A QUIC endpoint (quinn's), as [`server_endpoint`] returns it.
+pub use quinn::Endpoint;
+
 /// The ALPN protocols GOST's QUIC dialer and listener use.
 pub const ALPN: [&[u8]; 2] = [b"http/3", b"quic/v1"];
 
