@@ -272,6 +272,17 @@ fn ws_default_and_custom_path() {
         echo_through(&route(vec![(relay, ws(None))]), target)
             .await
             .unwrap_err();
+
+        // A path ending in '/' is a subtree, as in Go's ServeMux.
+        let relay = relay_server(Acceptor::ws(Some("/t/"), None).unwrap()).await;
+        let host = relay.to_string();
+        let ws = |path: Option<&str>| Dialer::Ws(WsDialer::new(&host, path, None));
+        echo_through(&route(vec![(relay, ws(Some("/t/a/b")))]), target)
+            .await
+            .unwrap();
+        echo_through(&route(vec![(relay, ws(Some("/t")))]), target)
+            .await
+            .unwrap_err();
     })
 }
 

@@ -134,7 +134,8 @@ where
 }
 
 /// Server handshake: accepts an upgrade request for `path` only (anything else gets 404, as
-/// GOST's HTTP mux answers).
+/// GOST's HTTP mux answers). As in Go's `ServeMux`, a path ending in `/` also matches
+/// everything below it.
 pub async fn accept<S>(stream: S, path: &str) -> io::Result<WsStream<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -143,7 +144,8 @@ where
     // The error type is tungstenite's `Callback` contract, not ours to shrink.
     #[allow(clippy::result_large_err)]
     let check = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        if req.uri().path() == want {
+        let path = req.uri().path();
+        if path == want || (want.ends_with('/') && path.starts_with(want.as_str())) {
             Ok(resp)
         } else {
             let mut e = ErrorResponse::new(Some("404 page not found".to_string()));
