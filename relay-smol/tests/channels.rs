@@ -453,3 +453,35 @@ fn quic_only_as_first_hop() {
         assert!(e.to_string().contains("first hop"), "{e}");
     })
 }
+
+/// Writes, half-closes, then reads the echo to the end.
+async fn half_close_echo(route: &Route, target: SocketAddr) -> io::Result<Vec<u8>> {
+    let to = target.to_string();
+    let mut s = route
+        .connect(Transport::Tcp, &Address::parse(&to).unwrap(), None)
+        .await?;
+    s.write_all(&[7u8; 5000]).await?;
+    s.close().await?;
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).await?;
+    Ok(back)
+}
+
+#[test]
+fn half_close_carried_over_tls_and_quic_not_ws() {
+    run(async {
+        let target = echo_target().await;
+        let tls = relay_server(Acceptor::tls(&self_signed_server()).unwrap()).await;
+        let r = half_close_echo(&route(vec![(tls, insecure_tls())]), target).await;
+        assert_eq!(r.unwrap().len(), 5000);
+        let q = quic_server(&self_signed_server());
+        let d = quic_dialer(&ClientTls::default(), "gost.run");
+        let r = half_close_echo(&route(vec![(q, d)]), target).await;
+        assert_eq!(r.unwrap().len(), 5000);
+        // WebSocket has no half-close: the close handshake ends both directions (GOST ends
+        // the whole tunnel at the first end of stream on every channel). It must not hang.
+        let ws = relay_server(Acceptor::ws(None, None).unwrap()).await;
+        let d = Dialer::Ws(WsDialer::new(&ws.to_string(), None, None));
+        let _ = half_close_echo(&route(vec![(ws, d)]), target).await;
+    })
+}
