@@ -105,9 +105,9 @@ fn nothing_to_run_is_an_error() {
 
 #[test]
 fn print_works_for_configs_this_build_cannot_run() {
-    let o = relay(&["-L", ":8080", "-F", "relay+tls://host:8443", "-O", "yaml"]);
+    let o = relay(&["-L", ":8080", "-F", "relay+mtls://host:8443", "-O", "yaml"]);
     assert_eq!(o.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("type: tls"));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("type: mtls"));
     assert!(stderr(&o).starts_with("warning: "));
-    assert!(stderr(&o).contains("dialer \"tls\" is not supported yet"));
+    assert!(stderr(&o).contains("dialer \"mtls\" is not supported yet"));
 }

@@ -137,8 +137,114 @@ services:
 "#,
     );
     assert_eq!(
-        resolve(&c).unwrap_err().to_string(),
-        "-L relay+tls://:8443?cert=cert.pem&key=key.pem: services[0].listener.type: listener \"tls\" is not supported yet"
+        resolve(&c).unwrap().services[0].listener,
+        ListenerPlan::Tls(ServerTlsPlan {
+            cert: Some(("cert.pem".into(), "key.pem".into())),
+            ca_file: None,
+        })
+    );
+    let plan = resolve(&cli(&["relay+tls://:8443"], &[])).unwrap();
+    assert_eq!(
+        plan.services[0].listener,
+        ListenerPlan::Tls(ServerTlsPlan::default())
+    );
+    let c = cli(&["relay+tls://:8443?cert=cert.pem"], &[]);
+    assert!(
+        resolve(&c)
+            .unwrap_err()
+            .to_string()
+            .ends_with("services[0].listener.tls: certFile is set without keyFile")
+    );
+    // Only the relay handler runs on TLS / WebSocket listeners in this build.
+    assert!(resolve(&cli(&["socks5+tls://:1080"], &[])).is_err());
+}
+
+#[test]
+fn quic_listener_and_dialer() {
+    let plan = resolve(&cli(&["relay+quic://:8443?cert=c.pem&key=k.pem"], &[])).unwrap();
+    assert_eq!(
+        plan.services[0].listener,
+        ListenerPlan::Quic(ServerTlsPlan {
+            cert: Some(("c.pem".into(), "k.pem".into())),
+            ca_file: None,
+        })
+    );
+    let plan = resolve(&cli(&[":1"], &["relay+quic://h:8443?keepAlive=false"])).unwrap();
+    assert_eq!(
+        plan.services[0].chain.as_ref().unwrap().hops[0].nodes[0].dialer,
+        DialerKind::Quic(QuicDialerPlan {
+            tls: ClientTlsPlan {
+                server_name: "h".into(),
+                ..ClientTlsPlan::default()
+            },
+            keepalive: None,
+        })
+    );
+    let plan = resolve(&cli(&[":1"], &["relay+quic://h:8443?ttl=3s"])).unwrap();
+    let DialerKind::Quic(q) = &plan.services[0].chain.as_ref().unwrap().hops[0].nodes[0].dialer
+    else {
+        panic!()
+    };
+    assert_eq!(q.keepalive, Some(Duration::from_secs(3)));
+    // GOST: a quic node must be the first of the chain; cipherKey obfuscation is not here.
+    let e = resolve(&cli(&[":1"], &["relay://a:1", "relay+quic://b:2"])).unwrap_err();
+    assert!(e.to_string().contains("only be in the first hop"), "{e}");
+    let e = resolve(&cli(&["relay+quic://:1?cipherKey=x"], &[])).unwrap_err();
+    assert!(e.to_string().contains("cipherKey"), "{e}");
+}
+
+#[test]
+fn ws_and_wss_listeners_and_dialers() {
+    let plan = resolve(&cli(&["relay+ws://:8080"], &[])).unwrap();
+    assert_eq!(
+        plan.services[0].listener,
+        ListenerPlan::Ws(WsListenerPlan {
+            path: "/ws".into(),
+            tls: None
+        })
+    );
+    let plan = resolve(&cli(&["relay+wss://:8443?path=tunnel&ca=ca.pem"], &[])).unwrap();
+    assert_eq!(
+        plan.services[0].listener,
+        ListenerPlan::Ws(WsListenerPlan {
+            path: "/tunnel".into(),
+            tls: Some(ServerTlsPlan {
+                cert: None,
+                ca_file: Some("ca.pem".into()),
+            }),
+        })
+    );
+    // The same from YAML, with listener.tls and metadata.
+    let y = yaml(
+        "services:\n- name: s\n  addr: :8443\n  handler: {type: relay}\n  listener:\n    type: wss\n    tls: {certFile: c.pem, keyFile: k.pem}\n    metadata: {path: /x}\n",
+    );
+    assert_eq!(
+        resolve(&y).unwrap().services[0].listener,
+        ListenerPlan::Ws(WsListenerPlan {
+            path: "/x".into(),
+            tls: Some(ServerTlsPlan {
+                cert: Some(("c.pem".into(), "k.pem".into())),
+                ca_file: None,
+            }),
+        })
+    );
+    let y = yaml(
+        "services:\n- name: s\n  addr: :1\n  handler: {type: auto, chain: c}\nchains:\n- name: c\n  hops:\n  - name: h\n    nodes:\n    - name: n\n      addr: relay.example:443\n      connector: {type: relay}\n      dialer:\n        type: tls\n        tls: {secure: true, caFile: ca.pem}\n",
+    );
+    assert_eq!(
+        resolve(&y).unwrap().services[0]
+            .chain
+            .as_ref()
+            .unwrap()
+            .hops[0]
+            .nodes[0]
+            .dialer,
+        DialerKind::Tls(ClientTlsPlan {
+            secure: true,
+            server_name: "relay.example".into(),
+            ca_file: Some("ca.pem".into()),
+            cert: None,
+        })
     );
 }
 
@@ -359,10 +465,15 @@ fn case_3_8_variants() {
         d["tls"],
         serde_json::json!({"caFile": "ca.pem", "secure": true, "serverName": "example.com"})
     );
-    assert!(
-        resolve(&c).unwrap_err().to_string().ends_with(
-            "chains[0].hops[0].nodes[0].dialer.type: dialer \"tls\" is not supported yet"
-        )
+    let plan = resolve(&c).unwrap();
+    assert_eq!(
+        plan.services[0].chain.as_ref().unwrap().hops[0].nodes[0].dialer,
+        DialerKind::Tls(ClientTlsPlan {
+            secure: true,
+            server_name: "example.com".into(),
+            ca_file: Some("ca.pem".into()),
+            cert: None,
+        })
     );
 
     let c = cli(
@@ -374,6 +485,27 @@ fn case_3_8_variants() {
     let md = &n.dialer.as_ref().unwrap().metadata;
     assert_eq!(md.get_string("path"), Ok(Some("/relay".into())));
     assert_eq!(md.get_string("host"), Ok(Some("example.com".into())));
+    let plan = resolve(&c).unwrap();
+    assert_eq!(
+        plan.services[0].chain.as_ref().unwrap().hops[0].nodes[0].dialer,
+        DialerKind::Ws(WsDialerPlan {
+            host: "example.com".into(),
+            path: "/relay".into(),
+            tls: Some(ClientTlsPlan {
+                server_name: "host".into(),
+                ..ClientTlsPlan::default()
+            }),
+        })
+    );
+    let plan = resolve(&cli(&[":1"], &["relay+ws://:8080"])).unwrap();
+    assert_eq!(
+        plan.services[0].chain.as_ref().unwrap().hops[0].nodes[0].dialer,
+        DialerKind::Ws(WsDialerPlan {
+            host: "localhost:8080".into(),
+            path: "/ws".into(),
+            tls: None,
+        })
+    );
 
     let c = cli(&[":1"], &["relay://host1:8420,host2:8420?strategy=rand"]);
     let plan = resolve(&c).unwrap();

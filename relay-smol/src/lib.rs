@@ -41,6 +41,7 @@ use relay_core::Address;
 use relay_core::client::Client;
 use relay_core::server::Transport;
 
+pub mod channel;
 pub mod dial;
 pub mod mux;
 pub mod pipe;
@@ -51,7 +52,7 @@ pub mod services;
 mod stream;
 pub mod udp;
 
-pub use serve::{Outcome, ServeConfig, handle, serve};
+pub use serve::{Outcome, ServeConfig, handle, handle_stream, serve, serve_channel, serve_quic};
 pub use stream::RelayStream;
 
 /// How a client talks to its relay server.

@@ -41,6 +41,8 @@ pub async fn copy_half(
             break;
         }
         to.write_all(&buf[..start + n]).await?;
+        // A no-op on TCP; TLS and WebSocket channels may hold written bytes until flushed.
+        to.flush().await?;
         total += n as u64;
         start = 0;
     }
@@ -66,6 +68,7 @@ where
 {
     if !upstream_head.is_empty() {
         b_write.write_all(upstream_head).await?;
+        b_write.flush().await?;
     }
     let up = copy_half(a_read, b_write, &[]);
     let down = copy_half(b_read, a_write, downstream_prefix);

@@ -4,14 +4,14 @@ use std::io;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, FutureExt};
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use relay_core::Address;
 use relay_core::route::{Chain, RoutePlan};
 use relay_core::server::Transport;
 use relay_core::target::Target;
-use smol::Timer;
 use smol::net::TcpStream;
 
+use crate::channel::{self, Dialer};
 use crate::stream::RelayStream;
 
 /// Anything that reads and writes bytes.
@@ -21,9 +21,83 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> AsyncReadWrite for T {}
 /// A stream of any kind, boxed.
 pub type BoxStream = Box<dyn AsyncReadWrite>;
 
+/// The data channel of every node of a chain, indexed like the chain's hops and nodes.
+///
+/// [`relay_core::route::Chain`] stays transport-agnostic: it picks nodes and builds relay
+/// requests. Which channel (TCP, TLS, WebSocket) reaches a node is a transport concern kept
+/// here, looked up with the node picks of each [`RoutePlan`]. Missing entries are plain TCP.
+#[derive(Debug, Clone, Default)]
+pub struct Dialers {
+    hops: Vec<Vec<Dialer>>,
+}
+
+impl Dialers {
+    /// Channels per hop, per node, in the chain's order.
+    pub fn new(hops: Vec<Vec<Dialer>>) -> Dialers {
+        Dialers { hops }
+    }
+
+    /// The channel of node `node` of hop `hop` (TCP when not listed).
+    pub fn get(&self, hop: usize, node: usize) -> &Dialer {
+        static TCP: Dialer = Dialer::Tcp;
+        self.hops.get(hop).and_then(|h| h.get(node)).unwrap_or(&TCP)
+    }
+
+    /// True when every node is reached over plain TCP.
+    pub fn all_tcp(&self) -> bool {
+        self.hops.iter().flatten().all(Dialer::is_tcp)
+    }
+}
+
+/// A chain together with the data channel of each of its nodes.
+#[derive(Debug)]
+pub struct Route {
+    /// Node selection and relay requests.
+    pub chain: Mutex<Chain>,
+    /// How each node is reached.
+    pub dialers: Dialers,
+}
+
+impl Route {
+    /// A route over `chain` whose nodes are reached with `dialers`.
+    pub fn new(chain: Chain, dialers: Dialers) -> Route {
+        Route {
+            chain: Mutex::new(chain),
+            dialers,
+        }
+    }
+
+    /// Like [`connect`], each node reached over its own channel.
+    pub async fn connect(
+        &self,
+        transport: Transport,
+        target: &Address<'_>,
+        deadline: Option<Instant>,
+    ) -> io::Result<BoxStream> {
+        let plan = lock(&self.chain)
+            .plan(Instant::now(), transport, target)
+            .map_err(io::Error::other)?;
+        open(&self.chain, &self.dialers, plan, deadline).await
+    }
+
+    /// Like [`bind`], each node reached over its own channel.
+    pub async fn bind(
+        &self,
+        transport: Transport,
+        listen: &Address<'_>,
+        deadline: Option<Instant>,
+    ) -> io::Result<(BoxStream, Option<Target>)> {
+        let plan = lock(&self.chain)
+            .plan_bind(Instant::now(), transport, listen)
+            .map_err(io::Error::other)?;
+        open_bind(&self.chain, &self.dialers, plan, deadline).await
+    }
+}
+
 /// Opens a tunnel to `target` over `transport` through every hop of `chain`: connects to the
 /// first hop's node before `deadline`, then stacks one relay layer per hop. Immediate requests
 /// (nodelay) are written before this returns; lazy ones go with the first payload.
+/// Every node is reached over plain TCP; see [`Route`] for other channels.
 pub async fn connect(
     chain: &Mutex<Chain>,
     transport: Transport,
@@ -33,7 +107,7 @@ pub async fn connect(
     let plan = lock(chain)
         .plan(Instant::now(), transport, target)
         .map_err(io::Error::other)?;
-    open(chain, plan, deadline).await
+    open(chain, &Dialers::default(), plan, deadline).await
 }
 
 /// Like [`connect`], with a BIND (remote forwarding) for the last hop, and it waits for the
@@ -49,21 +123,7 @@ pub async fn bind(
     let plan = lock(chain)
         .plan_bind(Instant::now(), transport, listen)
         .map_err(io::Error::other)?;
-    let work = async {
-        let mut layer = open_layers(chain, plan, deadline).await?;
-        let bound = layer.response().await?;
-        Ok::<_, io::Error>((Box::new(layer) as BoxStream, bound))
-    };
-    match deadline {
-        Some(at) => {
-            work.or(async {
-                Timer::at(at).await;
-                Err(io::ErrorKind::TimedOut.into())
-            })
-            .await
-        }
-        None => work.await,
-    }
+    open_bind(chain, &Dialers::default(), plan, deadline).await
 }
 
 fn lock(chain: &Mutex<Chain>) -> std::sync::MutexGuard<'_, Chain> {
@@ -72,48 +132,71 @@ fn lock(chain: &Mutex<Chain>) -> std::sync::MutexGuard<'_, Chain> {
 
 async fn open(
     chain: &Mutex<Chain>,
+    dialers: &Dialers,
     plan: RoutePlan,
     deadline: Option<Instant>,
 ) -> io::Result<BoxStream> {
-    Ok(Box::new(open_layers(chain, plan, deadline).await?))
+    Ok(Box::new(open_layers(chain, dialers, plan, deadline).await?))
 }
 
-/// Connects and stacks the relay layers; returns the last one (unboxed, to read its response).
+async fn open_bind(
+    chain: &Mutex<Chain>,
+    dialers: &Dialers,
+    plan: RoutePlan,
+    deadline: Option<Instant>,
+) -> io::Result<(BoxStream, Option<Target>)> {
+    let work = async {
+        let mut layer = open_layers(chain, dialers, plan, deadline).await?;
+        let bound = layer.response().await?;
+        Ok((Box::new(layer) as BoxStream, bound))
+    };
+    channel::before(deadline, work).await
+}
+
+/// Reaches the first node (with its channel handshake) and stacks the relay layers; returns the
+/// last one unboxed, so that its response can be awaited.
 async fn open_layers(
     chain: &Mutex<Chain>,
+    dialers: &Dialers,
     mut plan: RoutePlan,
     deadline: Option<Instant>,
 ) -> io::Result<RelayStream<BoxStream>> {
     let first = plan.first_hop;
-    let tcp = async { TcpStream::connect(first).await };
-    let tcp = match deadline {
-        Some(at) => {
-            tcp.or(async {
-                Timer::at(at).await;
-                Err(io::ErrorKind::TimedOut.into())
-            })
-            .await
+    let first_dialer = dialers.get(0, plan.picks[0]);
+    // Reaching the first node includes its channel handshake (as in GOST, a failed TLS or
+    // WebSocket handshake marks the node failed).
+    let reach = async {
+        match first_dialer {
+            Dialer::Quic(q) => Ok(Box::new(q.open(first).await?) as BoxStream),
+            d => {
+                let tcp = TcpStream::connect(first).await?;
+                tcp.set_nodelay(true)?;
+                d.handshake(Box::new(tcp)).await
+            }
         }
-        None => tcp.await,
     };
-    let tcp = match tcp {
-        Ok(t) => t,
+    let mut stream = match channel::before(deadline, reach).await {
+        Ok(s) => s,
         Err(e) => {
             lock(chain).report(&plan, 0, false, Instant::now());
             return Err(io::Error::new(e.kind(), format!("relay node {first}: {e}")));
         }
     };
-    tcp.set_nodelay(true)?;
     lock(chain).report(&plan, 0, true, Instant::now());
-    let mut stream: BoxStream = Box::new(tcp);
-    let mut clients = plan.clients.drain(..).peekable();
-    while let Some(client) = clients.next() {
+    let picks = plan.picks.clone();
+    let hops = plan.clients.len();
+    for (hop, client) in plan.clients.drain(..).enumerate() {
         let mut layer = RelayStream::new(stream, client);
         layer.flush().await?;
-        if clients.peek().is_none() {
+        if hop + 1 == hops {
             return Ok(layer);
         }
         stream = Box::new(layer);
+        // The next node's channel runs inside the tunnel to it (GOST's per-node handshake).
+        let next = dialers.get(hop + 1, picks[hop + 1]);
+        if !next.is_tcp() {
+            stream = channel::before(deadline, next.handshake(stream)).await?;
+        }
     }
     Err(io::Error::other("the route has no relay hop"))
 }

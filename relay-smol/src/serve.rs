@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt, future};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt, future};
 use relay_core::Address;
 use relay_core::bind::{self, SendFailure, SendVerdict, UdpRelay, UdpRelayStats};
 use relay_core::mux::{MuxConfig, Role};
@@ -19,6 +19,7 @@ use relay_core::udp::{Datagram, GOST_UDP_BUFFER, MAX_DATAGRAM};
 use smol::Timer;
 use smol::net::{TcpListener, TcpStream};
 
+use crate::channel::{self, Acceptor};
 use crate::dial;
 use crate::mux::{Mux, MuxStream};
 use crate::pipe::{Transferred, pipe};
@@ -86,42 +87,104 @@ pub enum Outcome {
 
 /// Accepts connections on `listener` forever, serving each on its own task.
 pub async fn serve(listener: TcpListener, config: Arc<ServeConfig>) -> io::Result<()> {
+    serve_channel(listener, Arc::new(Acceptor::Tcp), config).await
+}
+
+/// Accepts connections on `listener` forever, serving relay on each, on its own task, after
+/// `acceptor`'s channel handshake (TLS, WebSocket…). The channel handshake must finish within
+/// the relay read timeout.
+pub async fn serve_channel(
+    listener: TcpListener,
+    acceptor: Arc<Acceptor>,
+    config: Arc<ServeConfig>,
+) -> io::Result<()> {
     loop {
         let (stream, peer) = listener.accept().await?;
         let config = config.clone();
+        let acceptor = acceptor.clone();
         smol::spawn(async move {
             let started = Instant::now();
-            match handle(stream, &config).await {
-                Ok(Outcome::Closed(reason)) => {
-                    log::info!("relay {peer}: closed during handshake: {reason:?}")
+            let result = match &*acceptor {
+                Acceptor::Tcp => handle(stream, &config).await,
+                a => {
+                    let deadline = Instant::now() + config.relay.read_timeout;
+                    let _ = stream.set_nodelay(true);
+                    match channel::before(Some(deadline), a.accept(stream)).await {
+                        Ok(s) => handle_stream(s, &config).await,
+                        Err(e) => Err(io::Error::new(e.kind(), format!("channel handshake: {e}"))),
+                    }
                 }
-                Ok(Outcome::Tunnel {
-                    network,
-                    target,
-                    transferred,
-                }) => log::info!(
-                    "relay {peer} -> {} ({network:?}): up {} B, down {} B, {:?}",
-                    target.map_or("forward target".to_string(), |t| t.to_string()),
-                    transferred.up,
-                    transferred.down,
-                    started.elapsed()
-                ),
-                Ok(Outcome::TcpBind {
-                    bound,
-                    accepted,
-                    reason,
-                }) => log::info!(
-                    "relay {peer}: tcp bind {bound} ended ({reason}), {accepted} connection(s), {:?}",
-                    started.elapsed()
-                ),
-                Ok(Outcome::UdpBind { bound, stats }) => log::info!(
-                    "relay {peer}: udp bind {bound} ended: {stats:?}, {:?}",
-                    started.elapsed()
-                ),
-                Err(e) => log::info!("relay {peer}: {e}"),
+            };
+            log_outcome(peer, started, result);
+        })
+        .detach();
+    }
+}
+
+/// Serves relay on every stream of every QUIC connection `endpoint` accepts, forever
+/// (GOST's `relay+quic` listener: one stream per relay connection).
+pub async fn serve_quic(endpoint: quinn::Endpoint, config: Arc<ServeConfig>) -> io::Result<()> {
+    while let Some(incoming) = endpoint.accept().await {
+        let config = config.clone();
+        smol::spawn(async move {
+            let peer = incoming.remote_address();
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    log::info!("relay {peer}: quic handshake: {e}");
+                    return;
+                }
+            };
+            loop {
+                let (send, recv) = match conn.accept_bi().await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        log::debug!("relay {peer}: quic connection ended: {e}");
+                        return;
+                    }
+                };
+                let config = config.clone();
+                smol::spawn(async move {
+                    let stream = channel::quic::QuicStream::new(send, recv);
+                    log_outcome(peer, Instant::now(), handle_stream(stream, &config).await);
+                })
+                .detach();
             }
         })
         .detach();
+    }
+    Ok(())
+}
+
+fn log_outcome(peer: std::net::SocketAddr, started: Instant, result: io::Result<Outcome>) {
+    match result {
+        Ok(Outcome::Closed(reason)) => {
+            log::info!("relay {peer}: closed during handshake: {reason:?}")
+        }
+        Ok(Outcome::Tunnel {
+            network,
+            target,
+            transferred,
+        }) => log::info!(
+            "relay {peer} -> {} ({network:?}): up {} B, down {} B, {:?}",
+            target.map_or("forward target".to_string(), |t| t.to_string()),
+            transferred.up,
+            transferred.down,
+            started.elapsed()
+        ),
+        Ok(Outcome::TcpBind {
+            bound,
+            accepted,
+            reason,
+        }) => log::info!(
+            "relay {peer}: tcp bind {bound} ended ({reason}), {accepted} connection(s), {:?}",
+            started.elapsed()
+        ),
+        Ok(Outcome::UdpBind { bound, stats }) => log::info!(
+            "relay {peer}: udp bind {bound} ended: {stats:?}, {:?}",
+            started.elapsed()
+        ),
+        Err(e) => log::info!("relay {peer}: {e}"),
     }
 }
 
@@ -136,8 +199,30 @@ enum Listened {
 }
 
 /// Runs one relay connection: the handshake, then its data phase, to the end.
-pub async fn handle(mut stream: TcpStream, config: &ServeConfig) -> io::Result<Outcome> {
+pub async fn handle(stream: TcpStream, config: &ServeConfig) -> io::Result<Outcome> {
     stream.set_nodelay(true)?;
+    drive(stream, config, |s| (s.clone(), s)).await
+}
+
+/// Like [`handle`], on any byte stream (a TLS or WebSocket channel, say). The data phase reads
+/// and writes it from one task through [`futures_lite::io::split`].
+pub async fn handle_stream<S>(stream: S, config: &ServeConfig) -> io::Result<Outcome>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    drive(stream, config, futures_lite::io::split).await
+}
+
+async fn drive<S, R, W>(
+    mut stream: S,
+    config: &ServeConfig,
+    split: impl FnOnce(S) -> (R, W),
+) -> io::Result<Outcome>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut server = Server::new(config.relay.clone(), Instant::now());
     let mut buf: Vec<u8> = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
@@ -146,7 +231,10 @@ pub async fn handle(mut stream: TcpStream, config: &ServeConfig) -> io::Result<O
     loop {
         while let Some(out) = server.poll_output() {
             match out {
-                ServerOutput::Transmit(bytes) => stream.write_all(bytes.as_slice()).await?,
+                ServerOutput::Transmit(bytes) => {
+                    stream.write_all(bytes.as_slice()).await?;
+                    stream.flush().await?;
+                }
                 ServerOutput::Dial(req) => {
                     let deadline = server.poll_timeout();
                     let result = dial_for(req, config, deadline).await;
@@ -174,13 +262,13 @@ pub async fn handle(mut stream: TcpStream, config: &ServeConfig) -> io::Result<O
                     let Some(Listened::Udp(socket)) = listened.take() else {
                         return Err(io::Error::other("udp bind without a socket"));
                     };
-                    return run_udp_bind(stream, &buf, socket, bound, config).await;
+                    return run_udp_bind(split(stream), &buf, socket, bound, config).await;
                 }
                 ServerOutput::Established(est) => {
                     let Some((conn, target)) = dialed.take() else {
                         return Err(io::Error::other("data phase without a dialled target"));
                     };
-                    return run_tunnel(stream, &buf, est, conn, target).await;
+                    return run_tunnel(split(stream), &buf, est, conn, target).await;
                 }
                 ServerOutput::Close(reason) => return Ok(Outcome::Closed(reason)),
             }
@@ -243,17 +331,21 @@ async fn dial_for(
     }
 }
 
-async fn run_tunnel(
-    stream: TcpStream,
+async fn run_tunnel<R, W>(
+    (read, write): (R, W),
     head: &[u8],
     est: Established,
     conn: Dialed,
     target: Option<Target>,
-) -> io::Result<Outcome> {
+) -> io::Result<Outcome>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     match (est, conn) {
         (Established::Tcp { downstream_prefix }, Dialed::Tcp(t)) => {
             let transferred = pipe(
-                (stream.clone(), stream),
+                (read, write),
                 (t.clone(), t),
                 head,
                 downstream_prefix.as_slice(),
@@ -266,8 +358,8 @@ async fn run_tunnel(
             })
         }
         (Established::Udp { downstream_prefix }, Dialed::Udp(socket)) => {
-            let mut recv = FramedRecv::new(stream.clone(), head);
-            let mut send = FramedSend::new(stream, downstream_prefix.as_slice());
+            let mut recv = FramedRecv::new(read, head);
+            let mut send = FramedSend::new(write, downstream_prefix.as_slice());
             let transferred = udp::stream_to_socket(&mut recv, &mut send, &socket).await?;
             Ok(Outcome::Tunnel {
                 network: Transport::Udp,
@@ -311,13 +403,16 @@ async fn listen_for(req: ListenRequest) -> io::Result<(Listened, SocketAddr)> {
 /// TCP BIND: the connection is an smux session in which this server is the smux client. Every
 /// connection accepted on `listener` becomes a stream that starts with the peer's address; the
 /// listener closes when the session dies.
-async fn run_tcp_bind(
-    stream: TcpStream,
+async fn run_tcp_bind<S>(
+    stream: S,
     head: Vec<u8>,
     listener: TcpListener,
     bound: SocketAddr,
     config: &ServeConfig,
-) -> io::Result<Outcome> {
+) -> io::Result<Outcome>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     log::debug!("tcp bind: listening on {bound}");
     let mux = Mux::spawn(stream, head, Role::Client, config.mux)?;
     let mut accepted = 0u64;
@@ -403,18 +498,22 @@ pub(crate) fn send_failure(e: &io::Error) -> SendFailure {
 }
 
 /// UDP BIND / association: datagrams between the stream (SOCKS5-style framing) and the socket.
-async fn run_udp_bind(
-    stream: TcpStream,
+async fn run_udp_bind<R, W>(
+    (read, write): (R, W),
     head: &[u8],
     socket: smol::net::UdpSocket,
     bound: SocketAddr,
     config: &ServeConfig,
-) -> io::Result<Outcome> {
+) -> io::Result<Outcome>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     log::debug!("udp bind: socket on {bound}");
     let relay = Mutex::new(UdpRelay::new(config.udp_buffer_size));
     let policy = || relay.lock().unwrap_or_else(|p| p.into_inner());
-    let mut recv = DatagramRecv::new(stream.clone(), head);
-    let mut send = DatagramSend::new(stream);
+    let mut recv = DatagramRecv::new(read, head);
+    let mut send = DatagramSend::new(write);
     // Client -> server: the address is the destination.
     let up = async {
         while let Some(d) = recv.recv().await? {

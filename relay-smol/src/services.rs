@@ -33,8 +33,10 @@ use crate::udp::{FramedRecv, FramedSend};
 pub enum Upstream {
     /// Straight to the target.
     Direct,
-    /// Through a chain of relay servers.
+    /// Through a chain of relay servers, every node over plain TCP.
     Chain(Mutex<Chain>),
+    /// Through a chain of relay servers, each node over its own data channel (TLS, WebSocket…).
+    Route(route::Route),
 }
 
 impl Upstream {
@@ -50,6 +52,7 @@ impl Upstream {
             Upstream::Chain(chain) => {
                 route::connect(chain, transport, &target.as_address(), deadline).await
             }
+            Upstream::Route(r) => r.connect(transport, &target.as_address(), deadline).await,
             Upstream::Direct => match transport {
                 Transport::Tcp => Ok(Box::new(dial::tcp(target, deadline, None).await?)),
                 Transport::Udp => Err(io::Error::new(

@@ -53,6 +53,7 @@ impl<W: AsyncWrite + Unpin> FramedSend<W> {
         self.w
             .write_all(&self.buf[..at + LengthFrame::HEADER_LEN + len])
             .await?;
+        self.w.flush().await?;
         // The prefix went out with this datagram: later ones start at the front.
         self.prefix_len = 0;
         Ok(())

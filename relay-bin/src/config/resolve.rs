@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use super::ConfigError;
-use super::metadata::{MetaEntry, MetaError, Metadata, entry_bool, entry_duration, entry_int};
+use super::metadata::{
+    MetaEntry, MetaError, Metadata, entry_bool, entry_duration, entry_int, entry_string,
+};
 use super::model::*;
 use crate::url::{HostPort, parse_addr};
 
@@ -50,6 +52,44 @@ pub enum ListenerPlan {
     Rtcp,
     /// Remote UDP port bound on the relay server through the chain (UDP BIND).
     Rudp(UdpListenerOptions),
+    /// TLS over TCP (`relay+tls`).
+    Tls(ServerTlsPlan),
+    /// WebSocket over TCP (`relay+ws`), or over TLS (`relay+wss`, `tls` set).
+    Ws(WsListenerPlan),
+    /// QUIC over UDP (`relay+quic`): one relay connection per stream.
+    Quic(ServerTlsPlan),
+}
+
+impl ListenerPlan {
+    /// The data channel's name when it is not plain TCP/UDP (`tls`, `ws`, `wss`).
+    pub fn channel(&self) -> Option<&'static str> {
+        match self {
+            ListenerPlan::Tls(_) => Some("tls"),
+            ListenerPlan::Ws(w) if w.tls.is_some() => Some("wss"),
+            ListenerPlan::Ws(_) => Some("ws"),
+            ListenerPlan::Quic(_) => Some("quic"),
+            _ => None,
+        }
+    }
+}
+
+/// Server TLS settings (`listener.tls`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerTlsPlan {
+    /// `certFile` and `keyFile`; without them a self-signed certificate is generated at start,
+    /// as GOST does.
+    pub cert: Option<(String, String)>,
+    /// `caFile`: require client certificates issued by these CAs (mutual TLS).
+    pub ca_file: Option<String>,
+}
+
+/// WebSocket listener settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsListenerPlan {
+    /// `path` metadata (default `/ws`).
+    pub path: String,
+    /// TLS under the WebSocket (`wss`).
+    pub tls: Option<ServerTlsPlan>,
 }
 
 /// Options of the `udp` and `rudp` listeners.
@@ -196,10 +236,63 @@ pub struct RelayConnectorOptions {
 }
 
 /// Dialers this build can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DialerKind {
     /// Plain TCP.
     Tcp,
+    /// TLS over TCP (`relay+tls`).
+    Tls(ClientTlsPlan),
+    /// WebSocket over TCP (`relay+ws`), or over TLS (`relay+wss`, `tls` set).
+    Ws(WsDialerPlan),
+    /// QUIC (`relay+quic`); only as the first hop of a chain.
+    Quic(QuicDialerPlan),
+}
+
+/// QUIC dialer settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuicDialerPlan {
+    /// TLS settings (the QUIC handshake is TLS 1.3).
+    pub tls: ClientTlsPlan,
+    /// Keep-alive period: `keepAlive` (default true here, false in GOST) and `ttl`
+    /// (default 10 s); None when `keepAlive=false`.
+    pub keepalive: Option<Duration>,
+}
+
+impl DialerKind {
+    /// The data channel's name when it is not plain TCP (`tls`, `ws`, `wss`).
+    pub fn channel(&self) -> Option<&'static str> {
+        match self {
+            DialerKind::Tcp => None,
+            DialerKind::Tls(_) => Some("tls"),
+            DialerKind::Ws(w) if w.tls.is_some() => Some("wss"),
+            DialerKind::Ws(_) => Some("ws"),
+            DialerKind::Quic(_) => Some("quic"),
+        }
+    }
+}
+
+/// Client TLS settings (`dialer.tls`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTlsPlan {
+    /// `secure`: verify the server certificate (default false: accept any, as GOST).
+    pub secure: bool,
+    /// `serverName` (SNI and name checked), else the node's host (`localhost` when empty).
+    pub server_name: String,
+    /// `caFile`: trust anchors when `secure` (else the system's roots).
+    pub ca_file: Option<String>,
+    /// `certFile` and `keyFile`: a client certificate for mutual TLS.
+    pub cert: Option<(String, String)>,
+}
+
+/// WebSocket dialer settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsDialerPlan {
+    /// `host` metadata, else the node address: the `Host` header.
+    pub host: String,
+    /// `path` metadata (default `/ws`).
+    pub path: String,
+    /// TLS under the WebSocket (`wss`).
+    pub tls: Option<ClientTlsPlan>,
 }
 
 /// Node / target selection.
@@ -240,13 +333,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Listener names GOST knows but this build does not run yet.
 const LATER_LISTENERS: &[&str] = &[
-    "tls",
     "mtls",
-    "ws",
-    "wss",
     "mws",
     "mwss",
-    "quic",
     "kcp",
     "h2",
     "h2c",
@@ -284,13 +373,9 @@ const LATER_LISTENERS: &[&str] = &[
 
 /// Dialer names GOST knows but this build does not run yet.
 const LATER_DIALERS: &[&str] = &[
-    "tls",
     "mtls",
-    "ws",
-    "wss",
     "mws",
     "mwss",
-    "quic",
     "kcp",
     "h2",
     "h2c",
@@ -441,6 +526,17 @@ fn resolve_service(
         "rtcp" => ListenerPlan::Rtcp,
         "udp" => ListenerPlan::Udp(udp_options(&scope, &l.metadata, false)?),
         "rudp" => ListenerPlan::Rudp(udp_options(&scope, &l.metadata, true)?),
+        "tls" => ListenerPlan::Tls(server_tls(&scope, l.tls.as_ref())?),
+        "quic" => {
+            reject_cipher_key(&scope, "listener.metadata", &l.metadata)?;
+            ListenerPlan::Quic(server_tls(&scope, l.tls.as_ref())?)
+        }
+        "ws" | "wss" => ListenerPlan::Ws(WsListenerPlan {
+            path: ws_path(&scope, "listener.metadata", &l.metadata)?,
+            tls: (lkind == "wss")
+                .then(|| server_tls(&scope, l.tls.as_ref()))
+                .transpose()?,
+        }),
         k if LATER_LISTENERS.contains(&k) => {
             return Err(scope.err(
                 "listener.type",
@@ -553,6 +649,10 @@ fn resolve_service(
         (HandlerPlan::Udp(_), ListenerPlan::Udp(_)) => true,
         (HandlerPlan::Rtcp | HandlerPlan::Rudp | HandlerPlan::Udp(_), _) => false,
         (_, ListenerPlan::Tcp) => true,
+        (
+            HandlerPlan::Relay(_),
+            ListenerPlan::Tls(_) | ListenerPlan::Ws(_) | ListenerPlan::Quic(_),
+        ) => true,
         _ => false,
     };
     if !pair_ok {
@@ -613,6 +713,80 @@ fn resolve_service(
         chain,
         dial_timeout,
         retries,
+    })
+}
+
+fn server_tls(scope: &Scope, tls: Option<&TlsConfig>) -> Result<ServerTlsPlan, ConfigError> {
+    let Some(t) = tls else {
+        return Ok(ServerTlsPlan::default());
+    };
+    Ok(ServerTlsPlan {
+        cert: cert_pair(scope, "listener.tls", t)?,
+        ca_file: t.ca_file.clone().filter(|f| !f.is_empty()),
+    })
+}
+
+fn cert_pair(
+    scope: &Scope,
+    sub: &str,
+    t: &TlsConfig,
+) -> Result<Option<(String, String)>, ConfigError> {
+    let cert = t.cert_file.as_deref().filter(|f| !f.is_empty());
+    let key = t.key_file.as_deref().filter(|f| !f.is_empty());
+    match (cert, key) {
+        (Some(c), Some(k)) => Ok(Some((c.to_string(), k.to_string()))),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(scope.err(sub, "certFile is set without keyFile")),
+        (None, Some(_)) => Err(scope.err(sub, "keyFile is set without certFile")),
+    }
+}
+
+/// GOST's `cipherKey` obfuscates QUIC packets; without it here the peers could not talk.
+fn reject_cipher_key(scope: &Scope, md_path: &str, md: &Metadata) -> Result<(), ConfigError> {
+    if md.get("cipherKey").is_some() {
+        return Err(scope.err(md_path, "quic cipherKey is not supported yet"));
+    }
+    Ok(())
+}
+
+fn client_tls(
+    scope: &Scope,
+    tls: Option<&TlsConfig>,
+    node_host: &str,
+) -> Result<ClientTlsPlan, ConfigError> {
+    let default = TlsConfig::default();
+    let t = tls.unwrap_or(&default);
+    let server_name = match t.server_name.as_deref().filter(|n| !n.is_empty()) {
+        Some(n) => n.to_string(),
+        None if node_host.is_empty() => "localhost".to_string(),
+        None => node_host.to_string(),
+    };
+    Ok(ClientTlsPlan {
+        secure: t.secure.unwrap_or(false),
+        server_name,
+        ca_file: t.ca_file.clone().filter(|f| !f.is_empty()),
+        cert: cert_pair(scope, "dialer.tls", t)?,
+    })
+}
+
+/// The default `Host` of a WebSocket dialer: the node address (`localhost:port` for `:port`).
+fn ws_host(hp: &HostPort) -> String {
+    if hp.host.is_empty() {
+        format!("localhost:{}", hp.port)
+    } else {
+        hp.to_string()
+    }
+}
+
+fn ws_path(scope: &Scope, md_path: &str, md: &Metadata) -> Result<String, ConfigError> {
+    let path = scope
+        .md(md_path, md, &["path"], entry_string)?
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "/ws".to_string());
+    Ok(if path.starts_with('/') {
+        path
+    } else {
+        format!("/{path}")
     })
 }
 
@@ -679,9 +853,44 @@ fn resolve_chain(index: usize, chain: &ChainConfig) -> Result<ChainPlan, ConfigE
                     format!("connector {ckind:?} is not supported (only relay)"),
                 ));
             }
+            let node_addr = addr(&s, "addr", &node.addr)?;
             let dkind = node.dialer.as_ref().map_or("", |d| d.kind.as_str());
+            let dtls = node.dialer.as_ref().and_then(|d| d.tls.as_ref());
+            let default_dmd = Metadata::default();
+            let dmd = node.dialer.as_ref().map_or(&default_dmd, |d| &d.metadata);
             let dialer = match if dkind.is_empty() { "tcp" } else { dkind } {
                 "tcp" => DialerKind::Tcp,
+                "tls" => DialerKind::Tls(client_tls(&s, dtls, node_addr.hostname())?),
+                k @ ("ws" | "wss") => DialerKind::Ws(WsDialerPlan {
+                    host: s
+                        .md("dialer.metadata", dmd, &["host"], entry_string)?
+                        .filter(|h| !h.is_empty())
+                        .unwrap_or_else(|| ws_host(&node_addr)),
+                    path: ws_path(&s, "dialer.metadata", dmd)?,
+                    tls: (k == "wss")
+                        .then(|| client_tls(&s, dtls, node_addr.hostname()))
+                        .transpose()?,
+                }),
+                "quic" => {
+                    if hi > 0 {
+                        return Err(s.err(
+                            "dialer.type",
+                            "a quic node can only be in the first hop of a chain",
+                        ));
+                    }
+                    reject_cipher_key(&s, "dialer.metadata", dmd)?;
+                    let on = s
+                        .md("dialer.metadata", dmd, &["keepAlive"], entry_bool)?
+                        .unwrap_or(true);
+                    let ttl = s
+                        .md("dialer.metadata", dmd, &["ttl"], entry_duration)?
+                        .filter(|d| !d.is_zero())
+                        .unwrap_or(Duration::from_secs(10));
+                    DialerKind::Quic(QuicDialerPlan {
+                        tls: client_tls(&s, dtls, node_addr.hostname())?,
+                        keepalive: on.then_some(ttl),
+                    })
+                }
                 k if LATER_DIALERS.contains(&k) => {
                     return Err(s.err("dialer.type", format!("dialer {k:?} is not supported yet")));
                 }
@@ -696,7 +905,7 @@ fn resolve_chain(index: usize, chain: &ChainConfig) -> Result<ChainPlan, ConfigE
                 } else {
                     node.name.clone()
                 },
-                addr: addr(&s, "addr", &node.addr)?,
+                addr: node_addr,
                 connector: RelayConnectorOptions {
                     auth: c
                         .auth

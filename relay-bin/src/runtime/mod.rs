@@ -17,6 +17,7 @@ use crate::flags::Runtime;
 use crate::run::RunError;
 use crate::url::HostPort;
 
+pub mod channels;
 pub mod mio;
 pub mod smol;
 
@@ -31,6 +32,25 @@ pub fn run(plan: &Plan, runtime: Runtime) -> Result<(), RunError> {
                 service.name,
                 listen_addr(&service.listen)
             );
+        }
+    }
+    if runtime == Runtime::Mio {
+        for service in &plan.services {
+            let node_channels = service
+                .chain
+                .iter()
+                .flat_map(|c| &c.hops)
+                .flat_map(|h| &h.nodes);
+            let channel = service
+                .listener
+                .channel()
+                .or_else(|| node_channels.filter_map(|n| n.dialer.channel()).next());
+            if let Some(ch) = channel {
+                return Err(RunError(format!(
+                    "{}: channel {ch} is not supported on the mio runtime (use -runtime smol)",
+                    service.name
+                )));
+            }
         }
     }
     match runtime {

@@ -13,7 +13,7 @@ use relay_core::route::Chain;
 use relay_core::target::Target;
 use relay_smol::remote::{self, RemoteOptions};
 
-use super::{chain, listen_addr, server_config, target, targets};
+use super::{chain, channels, listen_addr, server_config, target, targets};
 use crate::config::resolve::{HandlerPlan, ListenerPlan, Plan, ServicePlan};
 use crate::run::RunError;
 
@@ -40,18 +40,20 @@ async fn tcp_listener(service: &ServicePlan) -> Result<TcpListener, RunError> {
     let l = TcpListener::bind(addr)
         .await
         .map_err(|e| err(service, format!("listen on {addr}: {e}")))?;
-    log::info!(
-        "{}: listening on {} ({:?})",
-        service.name,
-        addr,
-        service.handler
-    );
+    log::info!("{}: listening on {addr}", service.name);
     Ok(l)
 }
 
 fn upstream(service: &ServicePlan) -> Result<Upstream, RunError> {
     Ok(match &service.chain {
-        Some(c) => Upstream::Chain(Mutex::new(chain(c)?)),
+        Some(c) => {
+            let dialers = channels::dialers(c)?;
+            if dialers.all_tcp() {
+                Upstream::Chain(Mutex::new(chain(c)?))
+            } else {
+                Upstream::Route(relay_smol::route::Route::new(chain(c)?, dialers))
+            }
+        }
         None => Upstream::Direct,
     })
 }
@@ -98,7 +100,10 @@ async fn start(service: &ServicePlan) -> Result<Task, RunError> {
         }))
     };
     Ok(match (&service.handler, &service.listener) {
-        (HandlerPlan::Relay(opts), ListenerPlan::Tcp) => {
+        (
+            HandlerPlan::Relay(opts),
+            ListenerPlan::Tcp | ListenerPlan::Tls(_) | ListenerPlan::Ws(_) | ListenerPlan::Quic(_),
+        ) => {
             let config = ServeConfig {
                 relay: Arc::new(server_config(opts, service.dial_timeout)),
                 mux: relay_core::mux::MuxConfig::default(),
@@ -110,8 +115,19 @@ async fn start(service: &ServicePlan) -> Result<Task, RunError> {
                     .transpose()?
                     .map(Mutex::new),
             };
-            smol::spawn(relay_smol::serve(
+            if let ListenerPlan::Quic(tls) = &service.listener {
+                let addr = listen_addr(&service.listen);
+                let endpoint = channels::quic_endpoint(addr, tls).map_err(|e| err(service, e))?;
+                log::info!("{}: listening on {addr}/udp (quic)", service.name);
+                return Ok(smol::spawn(relay_smol::serve_quic(
+                    endpoint,
+                    Arc::new(config),
+                )));
+            }
+            let acceptor = channels::acceptor(&service.listener).map_err(|e| err(service, e))?;
+            smol::spawn(relay_smol::serve_channel(
                 tcp_listener(service).await?,
+                Arc::new(acceptor),
                 Arc::new(config),
             ))
         }
