@@ -158,6 +158,7 @@ pub enum Listen {
 pub struct Relay {
     child: Child,
     stderr: Arc<Mutex<String>>,
+    reader: Option<thread::JoinHandle<()>>,
     args: Vec<String>,
 }
 
@@ -192,10 +193,11 @@ impl Relay {
         let stderr = Arc::new(Mutex::new(String::new()));
         let pipe = child.stderr.take().expect("piped stderr");
         let sink = stderr.clone();
-        thread::spawn(move || collect(pipe, sink));
+        let reader = Some(thread::spawn(move || collect(pipe, sink)));
         let mut relay = Relay {
             child,
             stderr,
+            reader,
             args: full,
         };
         relay.wait_ready(ready)?;
@@ -227,8 +229,9 @@ impl Relay {
             thread::sleep(Duration::from_millis(10));
         }
         if let Some(status) = child_exited {
-            // Let the stderr reader catch up.
-            thread::sleep(Duration::from_millis(50));
+            if let Some(r) = self.reader.take() {
+                let _ = r.join();
+            }
             return Err(format!(
                 "relay {:?} exited ({status}) before listening\nstderr:\n{}",
                 self.args,
@@ -253,6 +256,9 @@ impl Drop for Relay {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
         if thread::panicking() {
             eprintln!("---- relay {:?} stderr ----\n{}", self.args, self.stderr());
         }
