@@ -786,3 +786,46 @@ pub fn temp_file(name: &str, text: &str) -> PathBuf {
     std::fs::write(&path, text).expect("write temp file");
     path
 }
+
+/// Rewrites the `addr:` values of a seed configuration: each `(from, to)` replaces a line whose
+/// value is exactly `from` (so `:22` does not touch `:2222`).
+pub fn rewrite_addrs(yaml: &str, map: &[(&str, String)]) -> String {
+    let mut out = String::with_capacity(yaml.len());
+    for line in yaml.lines() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        let replaced = trimmed.strip_prefix("addr:").and_then(|v| {
+            let v = v.trim().trim_matches('"');
+            map.iter()
+                .find(|(from, _)| *from == v)
+                .map(|(_, to)| format!("{indent}addr: \"{to}\""))
+        });
+        out.push_str(replaced.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+/// A seed configuration shipped in relay-bin/examples.
+pub fn example(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../relay-bin/examples")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The stderr lines that are not log records (`<secs>.<millis> <level> …`).
+pub fn non_log_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| {
+            let mut parts = l.splitn(3, ' ');
+            let ts = parts.next().unwrap_or("");
+            let level = parts.next().unwrap_or("");
+            !(ts.contains('.')
+                && ts.chars().all(|c| c.is_ascii_digit() || c == '.')
+                && ["error", "warn", "info", "debug", "trace"].contains(&level))
+        })
+        .collect()
+}
