@@ -38,11 +38,18 @@ fn assert_fails(rt: Runtime, argv: &[&str], needles: &[&str]) -> String {
 
 both_runtimes!(
     fn bad_yaml_config(rt: Runtime) {
-        let path = temp_file("bad.yaml", "services:\n- name: x\n  addr: [:8420\n  handler: {\n");
+        let path = temp_file(
+            "bad.yaml",
+            "services:\n- name: x\n  addr: [:8420\n  handler: {\n",
+        );
         assert_fails(rt, &["-C", path.to_str().unwrap()], &["bad.yaml"]);
         let path = temp_file("wrongtype.yaml", "services:\n- name: x\n  addr: {a: 1}\n");
         assert_fails(rt, &["-C", path.to_str().unwrap()], &[]);
-        assert_fails(rt, &["-C", "/nonexistent/relay-e2e.yaml"], &["relay-e2e.yaml"]);
+        assert_fails(
+            rt,
+            &["-C", "/nonexistent/relay-e2e.yaml"],
+            &["relay-e2e.yaml"],
+        );
         assert_fails(rt, &["-C", "{\"services\": [}"], &[]);
     }
 );

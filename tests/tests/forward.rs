@@ -295,19 +295,44 @@ both_runtimes!(
 both_runtimes!(
     fn half_close_client_shuts_write_first(rt: Runtime) {
         let target = TcpTarget::reply_after_eof();
+        for (client_nd, server_nd) in [(false, false), (true, true)] {
+            let case = format!("client nodelay={client_nd} server nodelay={server_nd}");
+            let (_server, p) = relay_server(rt, "", &format!("?nodelay={server_nd}"));
+            let (_client, q) = tcp_forwarder(
+                rt,
+                target.port,
+                &[relay_node(p, &format!("?nodelay={client_nd}"))],
+            );
+            let data = pattern(100_000, 9);
+            let mut s = connect(q);
+            s.write_all(&data).unwrap();
+            s.shutdown(Shutdown::Write).unwrap();
+            let (got, end) = read_to_end_within(&mut s, IO_TIMEOUT);
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                eof_reply(&data),
+                "{case}: reply after the client's half-close (ended {end:?})"
+            );
+            assert_eq!(end, End::Eof, "{case}");
+        }
+    }
+);
+
+both_runtimes!(
+    fn udp_forward_large_datagram(rt: Runtime) {
+        // Up to the default 4096-byte read buffer a datagram passes whole.
+        let echo = UdpEcho::start();
         let (_server, p) = relay_server(rt, "", "");
-        let (_client, q) = tcp_forwarder(rt, target.port, &[relay_node(p, "")]);
-        let data = pattern(100_000, 9);
-        let mut s = connect(q);
-        s.write_all(&data).unwrap();
-        s.shutdown(Shutdown::Write).unwrap();
-        let (got, end) = read_to_end_within(&mut s, IO_TIMEOUT);
-        assert_eq!(
-            String::from_utf8_lossy(&got),
-            eof_reply(&data),
-            "reply after the client's half-close (ended {end:?})"
-        );
-        assert_eq!(end, End::Eof);
+        let (_client, r) = udp_forwarder(rt, echo.port, &relay_node(p, ""), "");
+        let a = udp_peer(r);
+        for len in [1usize, 1400, 4000, 4096] {
+            let msg = pattern(len, len as u64);
+            assert_eq!(
+                udp_roundtrip(&a, &msg).len(),
+                len,
+                "datagram of {len} bytes"
+            );
+        }
     }
 );
 

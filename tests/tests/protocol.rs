@@ -177,3 +177,129 @@ both_runtimes!(
         assert_eq!(&got[4..], b"\x00\x05hello");
     }
 );
+
+both_runtimes!(
+    fn forward_mode_ignores_address_and_command(rt: Runtime) {
+        // server.md §7: in forwarding mode the requested address and the command are ignored.
+        let echo = TcpTarget::echo();
+        let (_server, p) = relay_server(rt, "", &format!("/127.0.0.1:{}", echo.port));
+        let elsewhere = free_port(); // closed: would be 07 if it were dialed
+        let mut req = connect_request(elsewhere, None);
+        req.extend_from_slice(b"ping");
+        let mut s = connect(p);
+        s.write_all(&req).unwrap();
+        assert_eq!(
+            read_n(&mut s, 8),
+            b"\x01\x00\x00\x00ping",
+            "address ignored"
+        );
+        // GOST's port-forward client without target: Addr ":0".
+        let mut req = vec![1, 1, 0, 7, 2, 0, 4, 3, 0, 0, 0];
+        req.extend_from_slice(b"pong");
+        let mut s = connect(p);
+        s.write_all(&req).unwrap();
+        assert_eq!(
+            read_n(&mut s, 8),
+            b"\x01\x00\x00\x00pong",
+            "target-less client"
+        );
+        // An unknown command is treated as forward too.
+        let mut req = vec![1, 3, 0, 0];
+        req.extend_from_slice(b"cmd3");
+        let mut s = connect(p);
+        s.write_all(&req).unwrap();
+        assert_eq!(
+            read_n(&mut s, 8),
+            b"\x01\x00\x00\x00cmd3",
+            "command ignored"
+        );
+        assert_eq!(echo.accepted(), 3);
+    }
+);
+
+both_runtimes!(
+    fn forward_mode_dead_target_is_host_unreachable(rt: Runtime) {
+        let dead = free_port();
+        let (_server, p) = relay_server(rt, "", &format!("/127.0.0.1:{dead}"));
+        let req = [1, 1, 0, 7, 2, 0, 4, 3, 0, 0, 0];
+        assert_status_then_close(p, &req, [1, 6, 0, 0], "forward mode, target closed");
+    }
+);
+
+both_runtimes!(
+    fn forward_mode_round_robin_targets(rt: Runtime) {
+        let one = TcpTarget::banner(b"one\n");
+        let two = TcpTarget::banner(b"two\n");
+        let (_server, p) = relay_server(
+            rt,
+            "",
+            &format!("/127.0.0.1:{},127.0.0.1:{}", one.port, two.port),
+        );
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let mut s = connect(p);
+            s.write_all(&[1, 1, 0, 7, 2, 0, 4, 3, 0, 0, 0]).unwrap();
+            let got = read_n(&mut s, 8);
+            assert_eq!(&got[..4], OK);
+            seen.push(String::from_utf8_lossy(&got[4..]).trim().to_string());
+        }
+        assert_eq!(one.accepted() + two.accepted(), 4);
+        assert!(
+            one.accepted() == 2 && two.accepted() == 2,
+            "round robin over two targets: {seen:?}"
+        );
+    }
+);
+
+both_runtimes!(
+    fn handshake_read_timeout(rt: Runtime) {
+        // A client that never sends its request is dropped after readTimeout, without bytes;
+        // meanwhile other clients are served.
+        let echo = TcpTarget::echo();
+        let (_server, p) = relay_server(rt, "", "?readTimeout=1s");
+        let mut idle = connect(p);
+        let started = std::time::Instant::now();
+        let mut req = connect_request(echo.port, None);
+        req.extend_from_slice(b"ping");
+        let mut s = connect(p);
+        s.write_all(&req).unwrap();
+        assert_eq!(read_n(&mut s, 8), b"\x01\x00\x00\x00ping");
+        assert_closed_without_data(&mut idle, Duration::from_secs(4), "idle handshake");
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(800),
+            "closed after {waited:?}, before readTimeout=1s"
+        );
+    }
+);
+
+both_runtimes!(
+    fn target_closes_without_data_closes_without_response(rt: Runtime) {
+        // server.md §6: with nodelay=false the OK rides on the target's first bytes; a target
+        // that closes at once leaves nothing to send, so the client sees a bare close.
+        let target = TcpTarget::say_and_close(b"");
+        let (_server, p) = relay_server(rt, "", "");
+        let req = connect_request(target.port, None);
+        let (got, end) = exchange(p, &req);
+        assert!(
+            got.is_empty() && end != End::Timeout,
+            "expected a close without a response, got {got:02x?} ({end:?})"
+        );
+        // With server nodelay=true the OK goes out right after the dial.
+        let (_server2, p2) = relay_server(rt, "", "?nodelay=true");
+        let (got, end) = exchange(p2, &req);
+        assert_eq!(got, OK, "server nodelay=true ({end:?})");
+    }
+);
+
+both_runtimes!(
+    fn chain_node_down_closes_local_connection(rt: Runtime) {
+        let echo = TcpTarget::echo();
+        let dead = free_port();
+        let (_client, q) = tcp_forwarder(rt, echo.port, &[format!("relay://127.0.0.1:{dead}")]);
+        let mut s = connect(q);
+        let _ = s.write_all(b"hello");
+        assert_closed_without_data(&mut s, IO_TIMEOUT, "relay node down");
+        assert_eq!(echo.accepted(), 0);
+    }
+);

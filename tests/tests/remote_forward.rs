@@ -103,8 +103,7 @@ both_runtimes!(
             let bound: Option<Target> = bound;
             let bound = bound.expect("BIND response carries the bound address");
             assert_eq!(
-                bound.port,
-                port,
+                bound.port, port,
                 "{transport:?} BIND bound {bound:?}, asked for {port}"
             );
         }
