@@ -93,3 +93,52 @@ both_runtimes!(
         }
     }
 );
+
+both_runtimes!(
+    fn auto_entry_handshakes_split_across_writes(rt: Runtime) {
+        use std::io::Write;
+        use std::time::Duration;
+        let echo = TcpTarget::echo();
+        let (_server, p) = relay_server(rt, "", "");
+        let (_entry, q) = entry(rt, |q| format!("auto://127.0.0.1:{q}"), p);
+        let slow = |s: &mut std::net::TcpStream, bytes: &[u8]| {
+            for b in bytes {
+                s.write_all(std::slice::from_ref(b)).unwrap();
+                std::thread::sleep(Duration::from_millis(3));
+            }
+        };
+        // SOCKS5, one byte per write.
+        let mut s = connect(q);
+        s.set_nodelay(true).unwrap();
+        slow(&mut s, &[5, 1, 0]);
+        assert_eq!(read_n(&mut s, 2), [5, 0]);
+        let mut req = vec![5, 1, 0, 1, 127, 0, 0, 1];
+        req.extend_from_slice(&echo.port.to_be_bytes());
+        slow(&mut s, &req);
+        assert_eq!(&read_n(&mut s, 10)[..2], [5, 0]);
+        s.write_all(b"socks").unwrap();
+        assert_eq!(read_n(&mut s, 5), b"socks");
+        // HTTP CONNECT, one byte per write.
+        let mut h = connect(q);
+        h.set_nodelay(true).unwrap();
+        let head = format!(
+            "CONNECT 127.0.0.1:{0} HTTP/1.1\r\nHost: 127.0.0.1:{0}\r\n\r\n",
+            echo.port
+        );
+        slow(&mut h, head.as_bytes());
+        let (got, _) = {
+            let mut buf = Vec::new();
+            while !buf.ends_with(b"\r\n\r\n") {
+                buf.push(read_n(&mut h, 1)[0]);
+            }
+            (buf, ())
+        };
+        assert!(
+            got.starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
+        h.write_all(b"http").unwrap();
+        assert_eq!(read_n(&mut h, 4), b"http");
+    }
+);

@@ -303,3 +303,44 @@ both_runtimes!(
         assert_eq!(echo.accepted(), 0);
     }
 );
+
+both_runtimes!(
+    fn request_split_byte_by_byte(rt: Runtime) {
+        let echo = TcpTarget::echo();
+        let (_server, p) = relay_server(rt, "", "");
+        let mut req = connect_request(echo.port, Some((b"u", b"p")));
+        req.extend_from_slice(b"ping");
+        let mut s = connect(p);
+        s.set_nodelay(true).unwrap();
+        for b in &req {
+            s.write_all(std::slice::from_ref(b)).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(read_n(&mut s, 8), b"\x01\x00\x00\x00ping");
+    }
+);
+
+both_runtimes!(
+    fn auth_base64_and_empty_password(rt: Runtime) {
+        let echo = TcpTarget::echo();
+        // ?auth=base64("user:pass") on both sides.
+        let (_server, p) = relay_server(rt, "", "?auth=dXNlcjpwYXNz");
+        let (_client, q) = tcp_forwarder(
+            rt,
+            echo.port,
+            &[format!("relay://127.0.0.1:{p}?auth=dXNlcjpwYXNz")],
+        );
+        echo_check(q, 4096, 12);
+        let wrong = connect_request(echo.port, Some((b"user", b"nope")));
+        assert_status_then_close(p, &wrong, UNAUTHORIZED, "?auth server, wrong password");
+        // config.md §6: a user with an empty password accepts any password.
+        let (_open, p2) = relay_server(rt, "user:@", "");
+        let mut req = connect_request(echo.port, Some((b"user", b"anything")));
+        req.extend_from_slice(b"ping");
+        let mut s = connect(p2);
+        s.write_all(&req).unwrap();
+        assert_eq!(read_n(&mut s, 8), b"\x01\x00\x00\x00ping");
+        let other = connect_request(echo.port, Some((b"other", b"anything")));
+        assert_status_then_close(p2, &other, UNAUTHORIZED, "unknown user");
+    }
+);
