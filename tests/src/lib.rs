@@ -829,3 +829,58 @@ pub fn non_log_lines(stderr: &str) -> Vec<&str> {
         })
         .collect()
 }
+
+/// A listener on 127.0.0.1 whose accepted connections are handed to the test (to play a
+/// relay server by hand and look at the exact bytes a relay client sends).
+pub struct Accepting {
+    /// The port it listens on.
+    pub port: u16,
+    rx: std::sync::mpsc::Receiver<TcpStream>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Accepting {
+    /// Starts listening.
+    pub fn start() -> Accepting {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        thread::spawn(move || {
+            let end = Instant::now() + TARGET_LIFETIME;
+            while !s.load(Ordering::SeqCst) && Instant::now() < end {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nonblocking(false);
+                        set_timeouts(&stream);
+                        if tx.send(stream).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        Accepting { port, rx, stop }
+    }
+
+    /// The next accepted connection (panics after `IO_TIMEOUT`).
+    pub fn next(&self) -> TcpStream {
+        self.rx
+            .recv_timeout(IO_TIMEOUT)
+            .expect("no connection accepted in time")
+    }
+
+    /// The next connection if one arrives within `within`.
+    pub fn next_within(&self, within: Duration) -> Option<TcpStream> {
+        self.rx.recv_timeout(within).ok()
+    }
+}
+
+impl Drop for Accepting {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
