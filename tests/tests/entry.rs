@@ -86,9 +86,9 @@ both_runtimes!(
         assert_ne!(end, End::Timeout, "connection left open, got {got:02x?}");
         if got.len() >= 2 {
             assert_eq!(got[0], 5);
-            assert_ne!(
-                got[1], 0,
-                "SOCKS5 success for an unreachable target, then closed"
+            assert!(
+                got[1] != 0,
+                "SOCKS5 success reply {got:02x?} for an unreachable target, then closed"
             );
         }
     }
@@ -140,5 +140,31 @@ both_runtimes!(
         );
         h.write_all(b"http").unwrap();
         assert_eq!(read_n(&mut h, 4), b"http");
+    }
+);
+
+both_runtimes!(
+    fn http_entry_unreachable_target(rt: Runtime) {
+        // As socks5_entry_unreachable_target, for HTTP CONNECT: expect a non-2xx answer (GOST
+        // answers with an error status when the nodelay=true connector reports the refusal).
+        use std::io::Write;
+        let (_server, p) = relay_server(rt, "", "");
+        let (_entry, q) = entry_via(
+            rt,
+            |q| format!("http://127.0.0.1:{q}"),
+            &format!("relay://127.0.0.1:{p}?nodelay=true"),
+        );
+        let closed = free_port();
+        let mut s = connect(q);
+        let head =
+            format!("CONNECT 127.0.0.1:{closed} HTTP/1.1\r\nHost: 127.0.0.1:{closed}\r\n\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        let (got, end) = read_to_end_within(&mut s, IO_TIMEOUT);
+        let text = String::from_utf8_lossy(&got);
+        assert_ne!(end, End::Timeout, "connection left open: {text:?}");
+        assert!(
+            !text.starts_with("HTTP/1.1 200"),
+            "HTTP 200 for an unreachable target, then closed: {text:?}"
+        );
     }
 );

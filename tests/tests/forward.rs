@@ -353,3 +353,49 @@ both_runtimes!(
         );
     }
 );
+
+both_runtimes!(
+    fn udp_forward_many_concurrent_peers(rt: Runtime) {
+        let echo = UdpEcho::start();
+        let (_server, p) = relay_server(rt, "", "");
+        let (_client, r) = udp_forwarder(rt, echo.port, &relay_node(p, ""), "");
+        let threads: Vec<_> = (0..20)
+            .map(|i| {
+                thread::spawn(move || {
+                    let peer = udp_peer(r);
+                    for j in 0..3 {
+                        let msg = format!("peer {i} message {j}");
+                        assert_eq!(udp_roundtrip(&peer, msg.as_bytes()), msg.as_bytes());
+                    }
+                })
+            })
+            .collect();
+        let failed = threads
+            .into_iter()
+            .map(|t| t.join())
+            .filter(Result::is_err)
+            .count();
+        assert_eq!(failed, 0, "{failed} of 20 UDP peers failed");
+    }
+);
+
+both_runtimes!(
+    fn server_killed_mid_tunnel_ends_local_connection(rt: Runtime) {
+        let echo = TcpTarget::echo();
+        let (server, p) = relay_server(rt, "", "");
+        let (_client, q) = tcp_forwarder(rt, echo.port, &[relay_node(p, "")]);
+        let mut s = connect(q);
+        echo_check_on(&mut s, 4096, 60);
+        drop(server);
+        let (_, end) = read_to_end_within(&mut s, IO_TIMEOUT);
+        assert_ne!(
+            end,
+            End::Timeout,
+            "local connection still open after the server died"
+        );
+        // New connections fail cleanly too.
+        let mut s = connect(q);
+        let _ = s.write_all(b"hello");
+        assert_closed_without_data(&mut s, IO_TIMEOUT, "server gone");
+    }
+);
