@@ -209,6 +209,12 @@ impl Client {
         &self.request[..self.request_len]
     }
 
+    /// True when the request goes out at connect time (nodelay CONNECT, BIND, association)
+    /// rather than with the first payload.
+    pub fn is_immediate(&self) -> bool {
+        self.immediate
+    }
+
     /// The whole request, whether sent or not (for logs and tests).
     pub fn request(&self) -> &[u8] {
         &self.request[..self.request_len]

@@ -80,6 +80,19 @@ impl Route {
         open(&self.chain, &self.dialers, plan, deadline).await
     }
 
+    /// Like [`connect_confirmed`], each node reached over its own channel.
+    pub async fn connect_confirmed(
+        &self,
+        transport: Transport,
+        target: &Address<'_>,
+        deadline: Option<Instant>,
+    ) -> io::Result<BoxStream> {
+        let plan = lock(&self.chain)
+            .plan(Instant::now(), transport, target)
+            .map_err(io::Error::other)?;
+        open_confirmed(&self.chain, &self.dialers, plan, deadline).await
+    }
+
     /// Like [`bind`], each node reached over its own channel.
     pub async fn bind(
         &self,
@@ -110,6 +123,24 @@ pub async fn connect(
     open(chain, &Dialers::default(), plan, deadline).await
 }
 
+/// Like [`connect`], but when the last hop's request goes out at once (its node has
+/// `nodelay`), waits until `deadline` for that hop's response, so that a refusal is known before
+/// the caller answers its own client (a SOCKS5 or HTTP entry), as GOST's synchronous nodelay
+/// connect does. Past the deadline the tunnel is returned anyway and its response is stripped
+/// whenever it arrives: against a server that holds its response until the target speaks, a
+/// client-speaks-first protocol then still works instead of hanging.
+pub async fn connect_confirmed(
+    chain: &Mutex<Chain>,
+    transport: Transport,
+    target: &Address<'_>,
+    deadline: Option<Instant>,
+) -> io::Result<BoxStream> {
+    let plan = lock(chain)
+        .plan(Instant::now(), transport, target)
+        .map_err(io::Error::other)?;
+    open_confirmed(chain, &Dialers::default(), plan, deadline).await
+}
+
 /// Like [`connect`], with a BIND (remote forwarding) for the last hop, and it waits for the
 /// last hop's response: returns the stream (positioned right after the response; TCP BIND: the
 /// mux session, UDP BIND: the datagrams) and the address the server listens on. A refusal is
@@ -137,6 +168,25 @@ async fn open(
     deadline: Option<Instant>,
 ) -> io::Result<BoxStream> {
     Ok(Box::new(open_layers(chain, dialers, plan, deadline).await?))
+}
+
+async fn open_confirmed(
+    chain: &Mutex<Chain>,
+    dialers: &Dialers,
+    plan: RoutePlan,
+    deadline: Option<Instant>,
+) -> io::Result<BoxStream> {
+    let mut layer = open_layers(chain, dialers, plan, deadline).await?;
+    if layer.is_immediate() {
+        match channel::before(deadline, layer.response()).await {
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                log::debug!("no relay response before the deadline: going on without it");
+            }
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+    }
+    Ok(Box::new(layer))
 }
 
 async fn open_bind(

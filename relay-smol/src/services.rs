@@ -53,13 +53,40 @@ impl Upstream {
                 route::connect(chain, transport, &target.as_address(), deadline).await
             }
             Upstream::Route(r) => r.connect(transport, &target.as_address(), deadline).await,
-            Upstream::Direct => match transport {
-                Transport::Tcp => Ok(Box::new(dial::tcp(target, deadline, None).await?)),
-                Transport::Udp => Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "UDP forwarding needs a relay chain",
-                )),
-            },
+            Upstream::Direct => self.connect_direct(transport, target, deadline).await,
+        }
+    }
+
+    /// Like [`Upstream::connect`], confirmed as [`route::connect_confirmed`] says: for entry
+    /// points, which must answer their client with the outcome.
+    pub async fn connect_confirmed(
+        &self,
+        target: &Target,
+        timeout: Duration,
+    ) -> io::Result<BoxStream> {
+        let deadline = Some(Instant::now() + timeout);
+        let to = target.as_address();
+        match self {
+            Upstream::Chain(chain) => {
+                route::connect_confirmed(chain, Transport::Tcp, &to, deadline).await
+            }
+            Upstream::Route(r) => r.connect_confirmed(Transport::Tcp, &to, deadline).await,
+            Upstream::Direct => self.connect_direct(Transport::Tcp, target, deadline).await,
+        }
+    }
+
+    async fn connect_direct(
+        &self,
+        transport: Transport,
+        target: &Target,
+        deadline: Option<Instant>,
+    ) -> io::Result<BoxStream> {
+        match transport {
+            Transport::Tcp => Ok(Box::new(dial::tcp(target, deadline, None).await?)),
+            Transport::Udp => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "UDP forwarding needs a relay chain",
+            )),
         }
     }
 }
@@ -321,7 +348,7 @@ async fn entry(mut local: TcpStream, config: &EntryConfig) -> io::Result<()> {
         .await?;
     let remote = match config
         .upstream
-        .connect(Transport::Tcp, &target, config.dial_timeout)
+        .connect_confirmed(&target, config.dial_timeout)
         .await
     {
         Ok(r) => r,

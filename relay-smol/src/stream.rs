@@ -64,6 +64,12 @@ impl<S> RelayStream<S> {
         self.client.is_established()
     }
 
+    /// True when this layer's request went out at connect time (nodelay), so that its response
+    /// can be waited for before any payload is written.
+    pub fn is_immediate(&self) -> bool {
+        self.client.is_immediate()
+    }
+
     /// The address carried by the server's OK response, once read (for BIND and UDP
     /// association: where the server listens).
     pub fn bound(&self) -> Option<Target> {
