@@ -598,6 +598,8 @@ fn relay_server(bind: bool) -> Plan {
             chain: None,
             dial_timeout: Duration::from_secs(15),
             retries: 0,
+            policy: Default::default(),
+            limits: Default::default(),
         }],
     }
 }
@@ -620,6 +622,8 @@ fn seed_4_1_local_forwarding() {
                 chain: Some(seed_chain()),
                 dial_timeout: Duration::from_secs(15),
                 retries: 0,
+                policy: Default::default(),
+                limits: Default::default(),
             },
             ServicePlan {
                 name: "service-1".into(),
@@ -636,6 +640,8 @@ fn seed_4_1_local_forwarding() {
                 chain: Some(seed_chain()),
                 dial_timeout: Duration::from_secs(15),
                 retries: 0,
+                policy: Default::default(),
+                limits: Default::default(),
             },
         ],
     };
@@ -789,4 +795,39 @@ proptest::proptest! {
         }
         let _ = parse_str(&s, Format::Json, "x.json");
     }
+}
+
+#[test]
+fn bypass_block_private_and_limits_resolve() {
+    let flags = relay_bin::flags::parse(
+        [
+            "-L",
+            "relay://:8420?bypass=10.0.0.0/8,*.internal&blockPrivate=true&maxConns=100&maxHandshakes=10&rateLimit=5",
+        ]
+        .map(String::from),
+    )
+    .unwrap();
+    let plan = resolve(&relay_bin::run::load(&flags).unwrap()).unwrap();
+    let s = &plan.services[0];
+    assert_eq!(
+        s.policy.deny,
+        vec!["10.0.0.0/8".parse().unwrap(), "*.internal".parse().unwrap()]
+    );
+    assert!(s.policy.block_internal);
+    assert!(s.policy.allow.is_empty());
+    assert_eq!(
+        (
+            s.limits.max_connections,
+            s.limits.max_handshakes,
+            s.limits.rate_per_source
+        ),
+        (100, 10, 5)
+    );
+    let bad = relay_bin::flags::parse(["-L", "relay://:8420?bypass=1.2.3.4/99"].map(String::from))
+        .unwrap();
+    let e = resolve(&relay_bin::run::load(&bad).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bypass") && e.contains("1.2.3.4/99"), "{e}");
+    assert_eq!(e.lines().count(), 1);
 }

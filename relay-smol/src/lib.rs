@@ -43,6 +43,7 @@ use relay_core::server::Transport;
 
 pub mod channel;
 pub mod dial;
+pub mod gate;
 pub mod mux;
 pub mod pipe;
 pub mod remote;

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt, future};
 use relay_core::Address;
+use relay_core::admission::Limits;
 use relay_core::bind::{self, SendFailure, SendVerdict, UdpRelay, UdpRelayStats};
 use relay_core::mux::{MuxConfig, Role};
 use relay_core::select::NodeSet;
@@ -21,6 +22,7 @@ use smol::net::{TcpListener, TcpStream};
 
 use crate::channel::{self, Acceptor};
 use crate::dial;
+use crate::gate::Gate;
 use crate::mux::{Mux, MuxStream};
 use crate::pipe::{Transferred, pipe};
 use crate::udp::{self, DatagramRecv, DatagramSend, FramedRecv, FramedSend};
@@ -37,6 +39,8 @@ pub struct ServeConfig {
     /// UDP BIND: largest datagram relayed each way (`udpBufferSize`, GOST 4096); longer ones
     /// are cut and counted.
     pub udp_buffer_size: usize,
+    /// Admission limits of the accept loop ([`serve`], [`serve_channel`]).
+    pub limits: Limits,
 }
 
 impl ServeConfig {
@@ -47,6 +51,7 @@ impl ServeConfig {
             forward: None,
             mux: MuxConfig::default(),
             udp_buffer_size: GOST_UDP_BUFFER,
+            limits: Limits::default(),
         }
     }
 }
@@ -98,19 +103,24 @@ pub async fn serve_channel(
     acceptor: Arc<Acceptor>,
     config: Arc<ServeConfig>,
 ) -> io::Result<()> {
+    let gate = Gate::new(config.limits);
     loop {
-        let (stream, peer) = listener.accept().await?;
+        let (stream, peer, ticket) = gate.accept(&listener).await?;
         let config = config.clone();
         let acceptor = acceptor.clone();
         smol::spawn(async move {
             let started = Instant::now();
+            let done = || ticket.handshake_done();
             let result = match &*acceptor {
-                Acceptor::Tcp => handle(stream, &config).await,
+                Acceptor::Tcp => match stream.set_nodelay(true) {
+                    Ok(()) => drive(stream, &config, |s| (s.clone(), s), &done).await,
+                    Err(e) => Err(e),
+                },
                 a => {
                     let deadline = Instant::now() + config.relay.read_timeout;
                     let _ = stream.set_nodelay(true);
                     match channel::before(Some(deadline), a.accept(stream)).await {
-                        Ok(s) => handle_stream(s, &config).await,
+                        Ok(s) => drive(s, &config, futures_lite::io::split, &done).await,
                         Err(e) => Err(io::Error::new(e.kind(), format!("channel handshake: {e}"))),
                     }
                 }
@@ -201,7 +211,7 @@ enum Listened {
 /// Runs one relay connection: the handshake, then its data phase, to the end.
 pub async fn handle(stream: TcpStream, config: &ServeConfig) -> io::Result<Outcome> {
     stream.set_nodelay(true)?;
-    drive(stream, config, |s| (s.clone(), s)).await
+    drive(stream, config, |s| (s.clone(), s), &|| {}).await
 }
 
 /// Like [`handle`], on any byte stream (a TLS or WebSocket channel, say). The data phase reads
@@ -210,13 +220,16 @@ pub async fn handle_stream<S>(stream: S, config: &ServeConfig) -> io::Result<Out
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    drive(stream, config, futures_lite::io::split).await
+    drive(stream, config, futures_lite::io::split, &|| {}).await
 }
 
+/// Runs the handshake and the data phase; `handshake_done` is called when the handshake has
+/// ended in a data phase.
 async fn drive<S, R, W>(
     mut stream: S,
     config: &ServeConfig,
     split: impl FnOnce(S) -> (R, W),
+    handshake_done: &(dyn Fn() + Sync),
 ) -> io::Result<Outcome>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -256,18 +269,21 @@ where
                     let Some(Listened::Tcp(l)) = listened.take() else {
                         return Err(io::Error::other("tcp bind without a listener"));
                     };
+                    handshake_done();
                     return run_tcp_bind(stream, buf, l, bound, config).await;
                 }
                 ServerOutput::Established(Established::UdpBind { bound }) => {
                     let Some(Listened::Udp(socket)) = listened.take() else {
                         return Err(io::Error::other("udp bind without a socket"));
                     };
+                    handshake_done();
                     return run_udp_bind(split(stream), &buf, socket, bound, config).await;
                 }
                 ServerOutput::Established(est) => {
                     let Some((conn, target)) = dialed.take() else {
                         return Err(io::Error::other("data phase without a dialled target"));
                     };
+                    handshake_done();
                     return run_tunnel(split(stream), &buf, est, conn, target).await;
                 }
                 ServerOutput::Close(reason) => return Ok(Outcome::Closed(reason)),

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use relay_core::Decoded;
+use relay_core::admission::Limits;
 use relay_core::auth::{Authenticator, Credentials};
 use relay_core::buf::RecvBuf;
 use relay_core::entry::http::{HttpRequest, HttpStatus, RequestKind};
@@ -24,6 +25,7 @@ use smol::channel::{Receiver, Sender, bounded};
 use smol::net::{TcpListener, TcpStream, UdpSocket};
 
 use crate::dial;
+use crate::gate::{Gate, Ticket};
 use crate::pipe::pipe;
 use crate::route::{self, BoxStream};
 use crate::udp::{FramedRecv, FramedSend};
@@ -101,6 +103,8 @@ pub struct ForwardConfig {
     pub targets: Mutex<NodeSet<Target>>,
     /// Per-attempt connect timeout (GOST `dialTimeout`).
     pub dial_timeout: Duration,
+    /// Admission limits of the accept loop (TCP forwarding).
+    pub limits: Limits,
 }
 
 impl ForwardConfig {
@@ -121,10 +125,13 @@ pub async fn serve_tcp_forward(
     listener: TcpListener,
     config: Arc<ForwardConfig>,
 ) -> io::Result<()> {
+    let gate = Gate::new(config.limits);
     loop {
-        let (local, peer) = listener.accept().await?;
+        let (local, peer, ticket) = gate.accept(&listener).await?;
+        ticket.handshake_done();
         let config = config.clone();
         smol::spawn(async move {
+            let _ticket = ticket;
             let target = config.pick();
             let started = Instant::now();
             let result = async {
@@ -275,15 +282,18 @@ pub struct EntryConfig {
     pub dial_timeout: Duration,
     /// Deadline for a client's handshake.
     pub handshake_timeout: Duration,
+    /// Admission limits of the accept loop.
+    pub limits: Limits,
 }
 
 /// Serves proxy clients on `listener`.
 pub async fn serve_entry(listener: TcpListener, config: Arc<EntryConfig>) -> io::Result<()> {
+    let gate = Gate::new(config.limits);
     loop {
-        let (local, peer) = listener.accept().await?;
+        let (local, peer, ticket) = gate.accept(&listener).await?;
         let config = config.clone();
         smol::spawn(async move {
-            if let Err(e) = entry(local, &config).await {
+            if let Err(e) = entry(local, &config, &ticket).await {
                 log::info!("proxy {peer}: {e}");
             }
         })
@@ -323,7 +333,7 @@ async fn read_more(local: &mut TcpStream, rb: &mut RecvBuf) -> io::Result<()> {
     Ok(())
 }
 
-async fn entry(mut local: TcpStream, config: &EntryConfig) -> io::Result<()> {
+async fn entry(mut local: TcpStream, config: &EntryConfig, ticket: &Ticket) -> io::Result<()> {
     local.set_nodelay(true)?;
     let mut rb = RecvBuf::with_capacity(relay_core::entry::http::MAX_HEAD + 1024);
     let handshake = async {
@@ -346,6 +356,7 @@ async fn entry(mut local: TcpStream, config: &EntryConfig) -> io::Result<()> {
             Err(io::ErrorKind::TimedOut.into())
         })
         .await?;
+    ticket.handshake_done();
     let remote = match config
         .upstream
         .connect_confirmed(&target, config.dial_timeout)

@@ -39,6 +39,13 @@ pub struct ServicePlan {
     pub dial_timeout: Duration,
     /// Extra route attempts (`handler.retries`, default 0).
     pub retries: u32,
+    /// Target rules of a relay service: the service's `bypass` (its matchers refused with
+    /// status 3, or the only ones allowed when `reverse`), plus the SSRF guard (handler
+    /// metadata `blockPrivate`).
+    pub policy: relay_core::policy::Policy,
+    /// Admission limits (service metadata `maxConns`, `maxHandshakes`, `rateLimit` per source
+    /// per second; `docs/limits.md`).
+    pub limits: relay_core::admission::Limits,
 }
 
 /// Listener kinds this build can run.
@@ -713,7 +720,72 @@ fn resolve_service(
         chain,
         dial_timeout,
         retries,
+        policy: policy(cfg, &scope, svc, &h.metadata)?,
+        limits: limits(&scope, &svc.metadata)?,
     })
+}
+
+/// The service's target rules: its `bypass` and the handler's `blockPrivate`.
+fn policy(
+    cfg: &Config,
+    scope: &Scope,
+    svc: &ServiceConfig,
+    handler_md: &Metadata,
+) -> Result<relay_core::policy::Policy, ConfigError> {
+    let mut policy = relay_core::policy::Policy {
+        block_internal: scope
+            .md(
+                "handler.metadata",
+                handler_md,
+                &["blockPrivate"],
+                entry_bool,
+            )?
+            .unwrap_or(false),
+        ..Default::default()
+    };
+    let Some(name) = svc.bypass.as_deref().filter(|n| !n.is_empty()) else {
+        return Ok(policy);
+    };
+    let bypass = cfg
+        .bypasses
+        .iter()
+        .find(|b| b.name == name)
+        .ok_or_else(|| scope.err("bypass", format!("bypass {name:?} not found")))?;
+    let rules = bypass
+        .matchers
+        .iter()
+        .map(|m| {
+            m.parse::<relay_core::policy::Rule>()
+                .map_err(|e| scope.err("bypass", format!("{m:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if bypass.reverse {
+        policy.allow = rules;
+    } else {
+        policy.deny = rules;
+    }
+    Ok(policy)
+}
+
+/// The service's admission limits from its metadata, GOST-style keys, defaults otherwise.
+fn limits(scope: &Scope, md: &Metadata) -> Result<relay_core::admission::Limits, ConfigError> {
+    let mut limits = relay_core::admission::Limits::default();
+    let count = |keys: &[&str]| -> Result<Option<usize>, ConfigError> {
+        Ok(scope
+            .md("metadata", md, keys, entry_int)?
+            .filter(|n| *n > 0)
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)))
+    };
+    if let Some(n) = count(&["maxConns", "maxConnections"])? {
+        limits.max_connections = n;
+    }
+    if let Some(n) = count(&["maxHandshakes"])? {
+        limits.max_handshakes = n;
+    }
+    if let Some(n) = count(&["rateLimit"])? {
+        limits.rate_per_source = u32::try_from(n).unwrap_or(u32::MAX);
+    }
+    Ok(limits)
 }
 
 fn server_tls(scope: &Scope, tls: Option<&TlsConfig>) -> Result<ServerTlsPlan, ConfigError> {

@@ -53,7 +53,7 @@ fn add_service(event_loop: &mut EventLoop, service: &ServicePlan) -> Result<(), 
     match (&service.listener, &service.handler) {
         (ListenerPlan::Tcp, HandlerPlan::Relay(options)) => {
             let listener = std::net::TcpListener::bind(addr).map_err(fail)?;
-            let config = Arc::new(server_config(options, service.dial_timeout));
+            let config = Arc::new(server_config(options, service));
             let forward = match options.mode {
                 RelayMode::Forward => Some(targets(service.forward.as_ref())?),
                 RelayMode::Proxy => None,

@@ -5,13 +5,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
 use relay_core::auth::Credentials;
+use relay_core::policy::Policy;
 use relay_core::route::{Chain, Hop, Node};
 use relay_core::select::{NodeSet, Strategy};
 use relay_core::server::ServerConfig;
 use relay_core::target::Target;
 
 use crate::config::resolve::{
-    self, ChainPlan, ForwardPlan, Plan, RelayHandlerOptions, RelayMode, SelectorPlan,
+    self, ChainPlan, ForwardPlan, Plan, RelayHandlerOptions, RelayMode, SelectorPlan, ServicePlan,
 };
 use crate::flags::Runtime;
 use crate::run::RunError;
@@ -149,11 +150,8 @@ pub fn chain(plan: &ChainPlan) -> Result<Chain, RunError> {
     Ok(Chain::new(hops))
 }
 
-/// The core's server configuration for a relay handler.
-pub fn server_config(
-    opts: &RelayHandlerOptions,
-    dial_timeout: std::time::Duration,
-) -> ServerConfig {
+/// The core's server configuration for a relay handler of `service`.
+pub fn server_config(opts: &RelayHandlerOptions, service: &ServicePlan) -> ServerConfig {
     let auth = (!opts.users.is_empty()).then(|| {
         let mut creds = Credentials::new();
         for u in &opts.users {
@@ -163,11 +161,11 @@ pub fn server_config(
     });
     ServerConfig {
         read_timeout: opts.read_timeout,
-        dial_timeout,
+        dial_timeout: service.dial_timeout,
         nodelay: opts.nodelay,
         bind: opts.bind,
         forward: opts.mode == RelayMode::Forward,
         auth,
-        policy: None,
+        policy: (service.policy != Policy::default()).then(|| Arc::new(service.policy.clone())),
     }
 }

@@ -88,6 +88,7 @@ async fn start(service: &ServicePlan) -> Result<Task, RunError> {
             upstream: upstream(service)?,
             targets: Mutex::new(targets(service.forward.as_ref())?),
             dial_timeout: service.dial_timeout,
+            limits: service.limits,
         }))
     };
     let entry = |kind| -> Result<Arc<EntryConfig>, RunError> {
@@ -97,6 +98,7 @@ async fn start(service: &ServicePlan) -> Result<Task, RunError> {
             kind,
             dial_timeout: service.dial_timeout,
             handshake_timeout: std::time::Duration::from_secs(15),
+            limits: service.limits,
         }))
     };
     Ok(match (&service.handler, &service.listener) {
@@ -105,9 +107,10 @@ async fn start(service: &ServicePlan) -> Result<Task, RunError> {
             ListenerPlan::Tcp | ListenerPlan::Tls(_) | ListenerPlan::Ws(_) | ListenerPlan::Quic(_),
         ) => {
             let config = ServeConfig {
-                relay: Arc::new(server_config(opts, service.dial_timeout)),
+                relay: Arc::new(server_config(opts, service)),
                 mux: relay_core::mux::MuxConfig::default(),
                 udp_buffer_size: opts.udp_buffer_size,
+                limits: service.limits,
                 forward: service
                     .forward
                     .as_ref()
