@@ -1,11 +1,24 @@
 //! Copying a tunnel's bytes both ways, with half-close and a prefix glued to the first write.
 
+use std::future::Future;
 use std::io;
+use std::task::Poll;
+use std::time::Duration;
 
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, future};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt, future};
+use smol::Timer;
 
 /// Size of each direction's copy buffer (GOST uses 32 KiB too).
 pub const COPY_BUF: usize = 32 * 1024;
+
+/// How long the other direction of a tunnel may run once one direction has ended.
+pub const HALF_CLOSE_LINGER: Duration = Duration::from_secs(10);
+
+/// Which direction of a tunnel ended first, and how.
+enum Ended {
+    Up(io::Result<u64>),
+    Down(io::Result<u64>),
+}
 
 /// Bytes moved by a [`pipe`], each way.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -70,10 +83,33 @@ where
         b_write.write_all(upstream_head).await?;
         b_write.flush().await?;
     }
-    let up = copy_half(a_read, b_write, &[]);
-    let down = copy_half(b_read, a_write, downstream_prefix);
-    // The first error ends both directions (the other future is dropped).
-    let (up, down) = future::try_zip(up, down).await?;
+    let mut up = std::pin::pin!(copy_half(a_read, b_write, &[]));
+    let mut down = std::pin::pin!(copy_half(b_read, a_write, downstream_prefix));
+    // Both directions run until one of them ends.
+    let first = future::poll_fn(|cx| {
+        if let Poll::Ready(r) = up.as_mut().poll(cx) {
+            return Poll::Ready(Ended::Up(r));
+        }
+        down.as_mut().poll(cx).map(Ended::Down)
+    })
+    .await;
+    // An error ends both directions; an end of stream leaves the other direction
+    // `HALF_CLOSE_LINGER` to finish (GOST gives it 10 s too), so a peer that neither sends nor
+    // closes cannot hold the tunnel open forever.
+    let linger = async {
+        Timer::after(HALF_CLOSE_LINGER).await;
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "half-closed tunnel lingered too long",
+        ))
+    };
+    let (up, down) = match first {
+        Ended::Up(u) => (u?, down.or(linger).await?),
+        Ended::Down(d) => {
+            let d = d?;
+            (up.or(linger).await?, d)
+        }
+    };
     Ok(Transferred {
         up: up + upstream_head.len() as u64,
         down,

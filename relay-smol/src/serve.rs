@@ -432,6 +432,8 @@ where
     log::debug!("tcp bind: listening on {bound}");
     let mux = Mux::spawn(stream, head, Role::Client, config.mux)?;
     let mut accepted = 0u64;
+    // The per-connection tasks die with the session: dropping a task cancels it.
+    let mut tasks: Vec<smol::Task<()>> = Vec::new();
     let inbound = async {
         loop {
             let (conn, peer) = match listener.accept().await {
@@ -443,8 +445,9 @@ where
                 }
             };
             accepted += 1;
+            tasks.retain(|t| !t.is_finished());
             match mux.open() {
-                Ok(s) => smol::spawn(forward_inbound(s, conn, peer)).detach(),
+                Ok(s) => tasks.push(smol::spawn(forward_inbound(s, conn, peer))),
                 Err(e) => {
                     log::info!("tcp bind {bound}: no stream for {peer}: {e}");
                     if mux.is_closed() {
