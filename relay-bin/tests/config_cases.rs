@@ -831,3 +831,46 @@ fn bypass_block_private_and_limits_resolve() {
     assert!(e.contains("bypass") && e.contains("1.2.3.4/99"), "{e}");
     assert_eq!(e.lines().count(), 1);
 }
+
+#[test]
+fn users_from_auth_files_and_authers() {
+    let dir = std::env::temp_dir().join(format!("relay-users-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("users.txt");
+    std::fs::write(
+        &file,
+        "# GOST users file\nalice s3cret\n\nbob   pw2  # trailing comment\ncarol\n",
+    )
+    .unwrap();
+    let text = format!(
+        "services:\n- name: s\n  addr: :8420\n  handler:\n    type: relay\n    auth:\n      username: admin\n      password: root\n      file: {}\n    authers: [extra]\n  listener:\n    type: tcp\nauthers:\n- name: extra\n  auths:\n  - username: dave\n    password: d\n",
+        file.display()
+    );
+    let plan = resolve(&yaml(&text)).unwrap();
+    let HandlerPlan::Relay(opts) = &plan.services[0].handler else {
+        panic!()
+    };
+    let users: Vec<(&str, &str)> = opts
+        .users
+        .iter()
+        .map(|u| (u.username.as_str(), u.password.as_str()))
+        .collect();
+    assert_eq!(
+        users,
+        [
+            ("admin", "root"),
+            ("alice", "s3cret"),
+            ("bob", "pw2"),
+            ("carol", ""),
+            ("dave", "d")
+        ]
+    );
+    let missing = text.replace(&file.display().to_string(), "/nonexistent/users.txt");
+    let e = resolve(&yaml(&missing)).unwrap_err().to_string();
+    assert!(
+        e.contains("users file") && e.contains("/nonexistent/users.txt"),
+        "{e}"
+    );
+    assert_eq!(e.lines().count(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -146,6 +146,7 @@ fn auth_of(u: &CmdUrl) -> Option<AuthConfig> {
     u.username.as_ref().map(|name| AuthConfig {
         username: name.clone(),
         password: u.password.clone().unwrap_or_default(),
+        file: String::new(),
     })
 }
 

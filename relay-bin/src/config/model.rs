@@ -228,6 +228,9 @@ pub struct AuthConfig {
     /// `password`.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub password: String,
+    /// `file`: more users, one `username password` pair per line (`#` starts a comment).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub file: String,
 }
 
 /// `tls` objects.
@@ -273,6 +276,9 @@ pub struct AutherConfig {
     pub name: String,
     /// `auths`.
     pub auths: Vec<AuthConfig>,
+    /// `file`: users, one `username password` pair per line.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub file: String,
 }
 
 /// `bypasses[]` (parsed and printed; not yet enforced by the resolver).

@@ -455,6 +455,37 @@ fn addr(scope: &Scope, sub: &str, s: &str) -> Result<HostPort, ConfigError> {
     parse_addr(s).map_err(|e| scope.err(sub, e.to_string()))
 }
 
+/// The users an `auth` object names: its own pair (when it has a user name) and its file's.
+fn auth_users(scope: &Scope, sub: &str, a: &AuthConfig) -> Result<Vec<User>, ConfigError> {
+    let mut users = users_file(scope, sub, &a.file)?;
+    if !a.username.is_empty() {
+        users.insert(0, to_user(a));
+    }
+    Ok(users)
+}
+
+/// GOST's users file: one `username password` pair per line, blank lines and `#` comments
+/// skipped, a missing password meaning an empty one. An empty path names no file.
+fn users_file(scope: &Scope, sub: &str, path: &str) -> Result<Vec<User>, ConfigError> {
+    if path.is_empty() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| scope.err(sub, format!("users file {path:?}: {e}")))?;
+    Ok(text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let mut parts = l.split_whitespace();
+            User {
+                username: parts.next().unwrap_or_default().to_string(),
+                password: parts.next().unwrap_or_default().to_string(),
+            }
+        })
+        .collect())
+}
+
 fn to_user(a: &AuthConfig) -> User {
     User {
         username: a.username.clone(),
@@ -582,7 +613,10 @@ fn resolve_service(
     let hmd = &h.metadata;
     let handler = match hkind {
         "relay" => {
-            let mut users: Vec<User> = h.auth.iter().map(to_user).collect();
+            let mut users = Vec::new();
+            if let Some(a) = &h.auth {
+                users.extend(auth_users(&scope, "handler.auth", a)?);
+            }
             let names = h.auther.iter().chain(h.authers.iter());
             for name in names {
                 let auther = cfg
@@ -592,7 +626,10 @@ fn resolve_service(
                     .ok_or_else(|| {
                         scope.err("handler.authers", format!("auther {name:?} not found"))
                     })?;
-                users.extend(auther.auths.iter().map(to_user));
+                for a in &auther.auths {
+                    users.extend(auth_users(&scope, "handler.authers", a)?);
+                }
+                users.extend(users_file(&scope, "handler.authers", &auther.file)?);
             }
             let read_timeout = scope
                 .md("handler.metadata", hmd, &["readTimeout"], entry_duration)?

@@ -283,6 +283,7 @@ impl Cx<'_> {
             cfg.authers.push(AutherConfig {
                 name: self.string(&a, "name", &p)?.unwrap_or_default(),
                 auths,
+                file: self.string(&a, "file", &p)?.unwrap_or_default(),
             });
         }
         for (i, n) in self.seq(o.get("bypasses"), "bypasses")?.iter().enumerate() {
@@ -329,6 +330,7 @@ impl Cx<'_> {
         Ok(AuthConfig {
             username: self.string(&a, "username", path)?.unwrap_or_default(),
             password: self.string(&a, "password", path)?.unwrap_or_default(),
+            file: self.string(&a, "file", path)?.unwrap_or_default(),
         })
     }
 
