@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a relay process gets to open its listeners.
 pub const START_TIMEOUT: Duration = Duration::from_secs(5);
-/// Loopback targets and their connection threads stop by themselves after this.
-const TARGET_LIFETIME: Duration = Duration::from_secs(30);
+/// Loopback targets stop when dropped, and by themselves after this backstop (long enough for
+/// the longest documented soak run).
+const TARGET_LIFETIME: Duration = Duration::from_secs(2 * 3600);
 
 /// The runtime a relay process runs on (`-runtime smol|mio`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
