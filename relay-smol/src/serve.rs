@@ -110,7 +110,10 @@ pub async fn serve_channel(
         let acceptor = acceptor.clone();
         smol::spawn(async move {
             let started = Instant::now();
-            let done = || ticket.handshake_done();
+            let done = |what: &str| {
+                ticket.handshake_done();
+                log::info!("relay {peer}: {what} open");
+            };
             let result = match &*acceptor {
                 Acceptor::Tcp => match stream.set_nodelay(true) {
                     Ok(()) => drive(stream, &config, |s| (s.clone(), s), &done).await,
@@ -211,7 +214,7 @@ enum Listened {
 /// Runs one relay connection: the handshake, then its data phase, to the end.
 pub async fn handle(stream: TcpStream, config: &ServeConfig) -> io::Result<Outcome> {
     stream.set_nodelay(true)?;
-    drive(stream, config, |s| (s.clone(), s), &|| {}).await
+    drive(stream, config, |s| (s.clone(), s), &|_| {}).await
 }
 
 /// Like [`handle`], on any byte stream (a TLS or WebSocket channel, say). The data phase reads
@@ -220,16 +223,16 @@ pub async fn handle_stream<S>(stream: S, config: &ServeConfig) -> io::Result<Out
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    drive(stream, config, futures_lite::io::split, &|| {}).await
+    drive(stream, config, futures_lite::io::split, &|_| {}).await
 }
 
-/// Runs the handshake and the data phase; `handshake_done` is called when the handshake has
-/// ended in a data phase.
+/// Runs the handshake and the data phase; `handshake_done` is called, with what the data phase
+/// is, when the handshake has ended in one.
 async fn drive<S, R, W>(
     mut stream: S,
     config: &ServeConfig,
     split: impl FnOnce(S) -> (R, W),
-    handshake_done: &(dyn Fn() + Sync),
+    handshake_done: &(dyn Fn(&str) + Sync),
 ) -> io::Result<Outcome>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -269,21 +272,24 @@ where
                     let Some(Listened::Tcp(l)) = listened.take() else {
                         return Err(io::Error::other("tcp bind without a listener"));
                     };
-                    handshake_done();
+                    handshake_done(&format!("tcp bind {bound}"));
                     return run_tcp_bind(stream, buf, l, bound, config).await;
                 }
                 ServerOutput::Established(Established::UdpBind { bound }) => {
                     let Some(Listened::Udp(socket)) = listened.take() else {
                         return Err(io::Error::other("udp bind without a socket"));
                     };
-                    handshake_done();
+                    handshake_done(&format!("udp bind {bound}"));
                     return run_udp_bind(split(stream), &buf, socket, bound, config).await;
                 }
                 ServerOutput::Established(est) => {
                     let Some((conn, target)) = dialed.take() else {
                         return Err(io::Error::other("data phase without a dialled target"));
                     };
-                    handshake_done();
+                    handshake_done(&format!(
+                        "tunnel to {}",
+                        target.map_or("the forward target".to_string(), |t| t.to_string())
+                    ));
                     return run_tunnel(split(stream), &buf, est, conn, target).await;
                 }
                 ServerOutput::Close(reason) => return Ok(Outcome::Closed(reason)),

@@ -36,7 +36,10 @@ both_runtimes!(
                 "-L",
                 &format!("tcp://127.0.0.1:{}/127.0.0.1:{}", s[0], echo.port),
                 "-L",
-                &format!("udp://127.0.0.1:{}/127.0.0.1:{}?keepalive=true", s[1], udp_echo.port),
+                &format!(
+                    "udp://127.0.0.1:{}/127.0.0.1:{}?keepalive=true",
+                    s[1], udp_echo.port
+                ),
                 "-L",
                 &format!("rtcp://127.0.0.1:{}/127.0.0.1:{}", s[2], echo.port),
                 "-F",
@@ -78,7 +81,9 @@ both_runtimes!(
                     let msg = pattern(1 + (i * 131 % 1400) as usize, i);
                     assert_eq!(fnv(&udp_roundtrip(&peer, &msg)), fnv(&msg), "datagram {i}");
                     tally.udp.fetch_add(1, Ordering::Relaxed);
-                    tally.bytes.fetch_add(2 * msg.len() as u64, Ordering::Relaxed);
+                    tally
+                        .bytes
+                        .fetch_add(2 * msg.len() as u64, Ordering::Relaxed);
                 }
             }));
         }
