@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
-use relay_core::Decoded;
 use relay_core::admission::Limits;
 use relay_core::auth::{Authenticator, Credentials};
 use relay_core::buf::RecvBuf;
@@ -20,6 +19,8 @@ use relay_core::route::Chain;
 use relay_core::select::NodeSet;
 use relay_core::server::Transport;
 use relay_core::target::Target;
+use relay_core::udp::{Datagram, MAX_DATAGRAM};
+use relay_core::{Address, Decoded};
 use smol::Timer;
 use smol::channel::{Receiver, Sender, bounded};
 use smol::net::{TcpListener, TcpStream, UdpSocket};
@@ -28,7 +29,7 @@ use crate::dial;
 use crate::gate::{Gate, Ticket};
 use crate::pipe::pipe;
 use crate::route::{self, BoxStream};
-use crate::udp::{FramedRecv, FramedSend};
+use crate::udp::{DatagramRecv, DatagramSend, FramedRecv, FramedSend};
 
 /// How outbound connections are made.
 #[derive(Debug)]
@@ -301,6 +302,87 @@ pub async fn serve_entry(listener: TcpListener, config: Arc<EntryConfig>) -> io:
     }
 }
 
+/// What a proxy client asked for.
+// `Target` keeps its domain inline so that handing it on never allocates.
+#[allow(clippy::large_enum_variant)]
+enum Wanted {
+    /// A tunnel to this target, answered as `Accepted` says.
+    Connect(Target, Accepted),
+    /// A SOCKS5 UDP association.
+    Associate,
+}
+
+/// A SOCKS5 UDP ASSOCIATE served through a relay UDP association (a UDP BIND of `0.0.0.0:0`,
+/// which needs `bind=true` on the relay server): datagrams from the client's local UDP socket
+/// (SOCKS5 UDP packets, from the control connection's address only) go up with their
+/// destination; replies come back tagged with their source. It lasts as long as the control
+/// connection.
+async fn udp_associate(mut local: TcpStream, config: &EntryConfig) -> io::Result<()> {
+    let any = Address::from_socket(SocketAddr::from(([0, 0, 0, 0], 0)));
+    let deadline = Some(Instant::now() + config.dial_timeout);
+    let tunnel = match &config.upstream {
+        Upstream::Chain(chain) => route::bind(chain, Transport::Udp, &any, deadline).await,
+        Upstream::Route(r) => r.bind(Transport::Udp, &any, deadline).await,
+        Upstream::Direct => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "UDP ASSOCIATE needs a relay chain",
+        )),
+    };
+    let stream = match tunnel {
+        Ok((stream, _)) => stream,
+        Err(e) => {
+            local.write_all(Answer::Socks5.failure()).await?;
+            return Err(e);
+        }
+    };
+    let peer = local.peer_addr()?;
+    let socket = UdpSocket::bind(SocketAddr::new(local.local_addr()?.ip(), 0)).await?;
+    let mut reply = [0u8; 32];
+    let n = socks5::encode_reply(
+        socks5::ReplyCode::SUCCEEDED,
+        &Address::from_socket(socket.local_addr()?),
+        &mut reply,
+    )
+    .map_err(io::Error::other)?;
+    local.write_all(&reply[..n]).await?;
+    let (r, w) = futures_lite::io::split(stream);
+    let mut recv = DatagramRecv::new(r, &[]);
+    let mut send = DatagramSend::new(w);
+    let client: Mutex<Option<SocketAddr>> = Mutex::new(None);
+    let up = async {
+        let mut buf = vec![0u8; MAX_DATAGRAM + 262];
+        loop {
+            let (n, from) = socket.recv_from(&mut buf).await?;
+            if from.ip() != peer.ip() {
+                continue;
+            }
+            *client.lock().unwrap_or_else(|p| p.into_inner()) = Some(from);
+            match Datagram::decode_packet(&buf[..n]) {
+                Ok(d) if !d.payload.is_empty() => send.send(&d).await?,
+                Ok(_) => {}
+                Err(e) => log::debug!("socks5 udp {from}: packet dropped: {e}"),
+            }
+        }
+    };
+    let down = async {
+        let mut out = vec![0u8; MAX_DATAGRAM + 262];
+        while let Some(d) = recv.recv().await? {
+            let to = *client.lock().unwrap_or_else(|p| p.into_inner());
+            let (Some(to), Ok(n)) = (to, d.encode_packet(&mut out)) else {
+                continue;
+            };
+            socket.send_to(&out[..n], to).await?;
+        }
+        io::Result::Ok(())
+    };
+    let control = async {
+        let mut sink = [0u8; 64];
+        while local.read(&mut sink).await? > 0 {}
+        io::Result::Ok(())
+    };
+    up.or(down).or(control).await
+}
+
 /// What an entry handshake produced: how to answer once connected, and the rewritten head of
 /// a forwarded HTTP request.
 struct Accepted {
@@ -350,13 +432,17 @@ async fn entry(mut local: TcpStream, config: &EntryConfig, ticket: &Ticket) -> i
             Protocol::Http | Protocol::Unknown => http_handshake(&mut local, &mut rb, config).await,
         }
     };
-    let (target, accepted) = handshake
+    let wanted = handshake
         .or(async {
             Timer::after(config.handshake_timeout).await;
             Err(io::ErrorKind::TimedOut.into())
         })
         .await?;
     ticket.handshake_done();
+    let (target, accepted) = match wanted {
+        Wanted::Connect(target, accepted) => (target, accepted),
+        Wanted::Associate => return udp_associate(local, config).await,
+    };
     let remote = match config
         .upstream
         .connect_confirmed(&target, config.dial_timeout)
@@ -381,7 +467,7 @@ async fn socks5_handshake(
     local: &mut TcpStream,
     rb: &mut RecvBuf,
     config: &EntryConfig,
-) -> io::Result<(Target, Accepted)> {
+) -> io::Result<Wanted> {
     let mut machine = Socks5Server::new(&config.credentials);
     loop {
         match machine.handle_input(rb.data()) {
@@ -391,22 +477,15 @@ async fn socks5_handshake(
                 rb.consume(consumed);
             }
             Ok(Step::Request { consumed, request }) => {
-                let target = match request {
-                    Socks5Request::Connect { target } => Target::from_address(&target),
-                    Socks5Request::UdpAssociate { .. } => {
-                        local
-                            .write_all(&socks5::failure_reply(
-                                socks5::ReplyCode::COMMAND_NOT_SUPPORTED,
-                            ))
-                            .await?;
-                        return Err(io::Error::new(
-                            io::ErrorKind::Unsupported,
-                            "SOCKS5 UDP ASSOCIATE",
-                        ));
-                    }
+                let wanted = match request {
+                    Socks5Request::Connect { target } => Wanted::Connect(
+                        Target::from_address(&target),
+                        Accepted::plain(Answer::Socks5),
+                    ),
+                    Socks5Request::UdpAssociate { .. } => Wanted::Associate,
                 };
                 rb.consume(consumed);
-                return Ok((target, Accepted::plain(Answer::Socks5)));
+                return Ok(wanted);
             }
             Ok(Step::Refused { reply, error, .. }) => {
                 local.write_all(reply).await?;
@@ -417,17 +496,14 @@ async fn socks5_handshake(
     }
 }
 
-async fn socks4_handshake(
-    local: &mut TcpStream,
-    rb: &mut RecvBuf,
-) -> io::Result<(Target, Accepted)> {
+async fn socks4_handshake(local: &mut TcpStream, rb: &mut RecvBuf) -> io::Result<Wanted> {
     loop {
         match Socks4Request::decode(rb.data()) {
             Ok(Decoded::Partial { .. }) => read_more(local, rb).await?,
             Ok(Decoded::Complete { value, consumed }) => {
                 let target = Target::from_address(&value.target);
                 rb.consume(consumed);
-                return Ok((target, Accepted::plain(Answer::Socks4)));
+                return Ok(Wanted::Connect(target, Accepted::plain(Answer::Socks4)));
             }
             Err(e) => {
                 local.write_all(&socks4::encode_reply(false)).await?;
@@ -441,7 +517,7 @@ async fn http_handshake(
     local: &mut TcpStream,
     rb: &mut RecvBuf,
     config: &EntryConfig,
-) -> io::Result<(Target, Accepted)> {
+) -> io::Result<Wanted> {
     loop {
         match HttpRequest::decode(rb.data()) {
             Ok(Decoded::Partial { .. }) => read_more(local, rb).await?,
@@ -478,7 +554,7 @@ async fn http_handshake(
                     }
                 };
                 rb.consume(consumed);
-                return Ok((target, accepted));
+                return Ok(Wanted::Connect(target, accepted));
             }
             Err(e) => {
                 local.write_all(e.status().response()).await?;
