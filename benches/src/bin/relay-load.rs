@@ -28,7 +28,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -39,6 +39,33 @@ type Res<T> = Result<T, String>;
 // Child processes
 
 static CHILDREN: Mutex<Vec<Child>> = Mutex::new(Vec::new());
+
+/// The children's process groups again, for the signal handler (which cannot take a lock).
+static GROUPS: [AtomicI32; 64] = [const { AtomicI32::new(0) }; 64];
+
+/// SIGINT/SIGTERM/SIGHUP: kill every child's group, reap them (and socat's orphaned forks), exit.
+/// Only async-signal-safe calls.
+extern "C" fn on_signal(sig: libc::c_int) {
+    for g in &GROUPS {
+        let pid = g.load(Ordering::SeqCst);
+        if pid > 0 {
+            // SAFETY: async-signal-safe syscall.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+    }
+    // SAFETY: as above; waits until no child is left (ECHILD).
+    unsafe {
+        while libc::waitpid(-1, std::ptr::null_mut(), 0) > 0 {}
+        libc::_exit(128 + sig);
+    }
+}
+
+fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only makes async-signal-safe calls.
+        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+    }
+}
 
 /// Starts `cmd` in its own process group, dying with this process, stderr to `log`.
 /// Must be called from the main thread: `PR_SET_PDEATHSIG` fires when the spawning thread ends.
@@ -59,6 +86,10 @@ fn spawn(mut cmd: Command, log: &Path) -> Res<u32> {
         .spawn()
         .map_err(|e| format!("spawn {:?}: {e}", cmd.get_program()))?;
     let pid = child.id();
+    let _ = GROUPS.iter().any(|g| {
+        g.compare_exchange(0, pid as i32, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    });
     CHILDREN
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -75,6 +106,9 @@ fn kill(pid: u32) {
         unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
         let _ = c.kill();
         let _ = c.wait();
+    }
+    for g in &GROUPS {
+        let _ = g.compare_exchange(pid as i32, 0, Ordering::SeqCst, Ordering::SeqCst);
     }
 }
 
@@ -354,6 +388,10 @@ fn start_socat(socat: &str, t: &Targets, dir: &Path) -> Res<System> {
         // Server hop first, then the client hop in front of it.
         for (listen, to, hop) in [(mid, target.port(), "server"), (entry, mid, "client")] {
             let mut c = Command::new(socat);
+            if proto == "UDP" {
+                // A UDP fork never sees an end of stream: let it time out if it is orphaned.
+                c.args(["-T", "10"]);
+            }
             c.arg(format!("{lst}:{listen},fork,reuseaddr"))
                 .arg(format!("{con}:127.0.0.1:{to}"));
             let log = dir.join(format!("socat-{tag}-{hop}.log"));
@@ -1095,6 +1133,7 @@ fn main() {
     // Orphans of killed children (socat's per-connection forks) come back here to be reaped.
     // SAFETY: plain syscall.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
+    install_signal_handlers();
     let dir = std::env::temp_dir().join(format!("relay-load-{}", std::process::id()));
     let code = match fs::create_dir_all(&dir).map_err(|e| e.to_string()) {
         Ok(()) => match run(&o, &dir) {
