@@ -1050,17 +1050,24 @@ fn run(o: &Opts, dir: &Path) -> Res<()> {
         println!("{name}: n/a: {why}");
     }
     println!();
+    // Ratio columns for every relay pair that ran (smol, and mio once it starts).
+    let relays: Vec<usize> = (0..systems.len())
+        .filter(|&i| systems[i].name.starts_with("relay"))
+        .collect();
     print!("| measurement |");
     for s in &systems {
         print!(" {} |", s.name);
     }
-    println!(" relay smol ÷ direct | relay smol ÷ socat |");
+    for &i in &relays {
+        let short = systems[i].name.trim_end_matches(" pair");
+        print!(" {short} ÷ direct | {short} ÷ socat |");
+    }
+    println!();
     print!("|---|");
-    for _ in &systems {
+    for _ in 0..systems.len() + 2 * relays.len() {
         print!("---:|");
     }
-    println!("---:|---:|");
-    let smol = systems.iter().position(|s| s.name == "relay smol pair");
+    println!();
     for (key, title, _) in ROWS {
         let meds: Vec<f64> = (0..systems.len())
             .map(|i| median(samples.get(&(key, i)).map_or(&[][..], |v| &v[..])))
@@ -1072,13 +1079,19 @@ fn run(o: &Opts, dir: &Path) -> Res<()> {
         for m in &meds {
             print!(" {} |", fmt_val(*m));
         }
-        let r = smol.map(|i| meds[i]).unwrap_or(f64::NAN);
         let vs_socat = socat_idx.map_or(f64::NAN, |i| meds[i]);
-        if key == "add50" || key.starts_with("loss") {
-            println!(" – | – |");
-        } else {
-            println!(" {} | {} |", ratio(r, meds[0]), ratio(r, vs_socat));
+        for &i in &relays {
+            if key == "add50" || key.starts_with("loss") {
+                print!(" – | – |");
+            } else {
+                print!(
+                    " {} | {} |",
+                    ratio(meds[i], meds[0]),
+                    ratio(meds[i], vs_socat)
+                );
+            }
         }
+        println!();
     }
     println!();
     println!("Resident memory per idle tunnel (fresh relay pair; VmRSS after − before, ÷ N):\n");
