@@ -168,3 +168,40 @@ both_runtimes!(
         );
     }
 );
+
+both_runtimes!(
+    fn socks5_udp_associate_through_relay(rt: Runtime) {
+        use std::io::Write;
+        let udp_echo = UdpEcho::start();
+        let (_server, p) = relay_server(rt, "", "?bind=true");
+        let (_entry, q) = entry(rt, |q| format!("socks5://127.0.0.1:{q}"), p);
+        let mut control = connect(q);
+        control.write_all(&[5, 1, 0]).unwrap();
+        assert_eq!(read_n(&mut control, 2), [5, 0]);
+        control.write_all(&[5, 3, 0, 1, 0, 0, 0, 0, 0, 0]).unwrap();
+        let reply = read_n(&mut control, 10);
+        assert_eq!(
+            &reply[..4],
+            &[5, 0, 0, 1],
+            "UDP ASSOCIATE reply {reply:02x?}"
+        );
+        let relay_port = u16::from_be_bytes([reply[8], reply[9]]);
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        for i in 0..3u8 {
+            let payload = format!("datagram {i}");
+            let mut packet = vec![0, 0, 0, 1, 127, 0, 0, 1];
+            packet.extend_from_slice(&udp_echo.port.to_be_bytes());
+            packet.extend_from_slice(payload.as_bytes());
+            client.send_to(&packet, local(relay_port)).unwrap();
+            let mut buf = [0u8; 1500];
+            let n = client
+                .recv(&mut buf)
+                .expect("a reply through the association");
+            // The reply comes with a SOCKS5 UDP header naming its source: the echo.
+            assert_eq!(&buf[..4], &[0, 0, 0, 1]);
+            assert_eq!(u16::from_be_bytes([buf[8], buf[9]]), udp_echo.port);
+            assert_eq!(&buf[10..n], payload.as_bytes());
+        }
+    }
+);
