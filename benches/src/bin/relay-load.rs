@@ -427,6 +427,7 @@ fn start_socat(socat: &str, t: &Targets, dir: &Path) -> Res<System> {
 fn start_relay_pair(
     relay: &Path,
     runtime: &str,
+    scheme: &str,
     forwards: &[(&str, u16, SocketAddr)],
     dir: &Path,
     tag: &str,
@@ -434,10 +435,14 @@ fn start_relay_pair(
     let sport = free_port()?;
     let mut c = Command::new(relay);
     c.args(["-runtime", runtime, "-L"])
-        .arg(format!("relay://127.0.0.1:{sport}"));
+        .arg(format!("{scheme}://127.0.0.1:{sport}"));
     let slog = dir.join(format!("relay-{tag}-{runtime}-server.log"));
     let server = spawn(c, &slog)?;
-    wait_tcp(local(sport), Some((server, &slog)))?;
+    if scheme.ends_with("quic") {
+        wait_udp(local(sport))?;
+    } else {
+        wait_tcp(local(sport), Some((server, &slog)))?;
+    }
     let mut c = Command::new(relay);
     c.args(["-runtime", runtime]);
     for (proto, port, target) in forwards {
@@ -449,7 +454,7 @@ fn start_relay_pair(
         c.arg("-L")
             .arg(format!("{proto}://127.0.0.1:{port}/{target}{query}"));
     }
-    c.arg("-F").arg(format!("relay://127.0.0.1:{sport}"));
+    c.arg("-F").arg(format!("{scheme}://127.0.0.1:{sport}"));
     let clog = dir.join(format!("relay-{tag}-{runtime}-client.log"));
     let client = spawn(c, &clog)?;
     for (proto, port, _) in forwards {
@@ -460,7 +465,7 @@ fn start_relay_pair(
     Ok((client, server))
 }
 
-fn start_relay(relay: &Path, runtime: &str, t: &Targets, dir: &Path) -> Res<System> {
+fn start_relay(relay: &Path, runtime: &str, scheme: &str, t: &Targets, dir: &Path) -> Res<System> {
     let (b, e, u) = (free_port()?, free_port()?, free_port()?);
     let fw = [
         ("tcp", b, t.sink.addr),
@@ -469,10 +474,14 @@ fn start_relay(relay: &Path, runtime: &str, t: &Targets, dir: &Path) -> Res<Syst
     ];
     // Without `keepalive` a GOST UDP forwarder ends a peer's tunnel after its first reply (one
     // relay connection per exchange); a datagram-rate figure needs the kept-alive session.
-    let (client, server) = start_relay_pair(relay, runtime, &fw, dir, "main")?;
+    let tag = scheme.replace('+', "-");
+    let (client, server) = start_relay_pair(relay, runtime, scheme, &fw, dir, &tag)?;
     wait_udp(local(u))?;
+    let channel = scheme
+        .strip_prefix("relay+")
+        .map_or(String::new(), |c| format!(" over {c}"));
     Ok(System {
-        name: format!("relay {runtime} pair"),
+        name: format!("relay {runtime} pair{channel}"),
         bulk: local(b),
         echo: local(e),
         udp: local(u),
@@ -689,6 +698,7 @@ fn idle_memory(relay: &Path, runtime: &str, n: usize, dir: &Path) -> Res<(f64, f
     let (client, server) = start_relay_pair(
         relay,
         runtime,
+        "relay",
         &[("tcp", port, h.addr)],
         dir,
         &format!("idle{n}"),
@@ -758,6 +768,8 @@ struct Opts {
     secs: f64,
     relay: Option<PathBuf>,
     socat: String,
+    /// Also measure relay pairs over TLS, WebSocket (ws, wss) and QUIC (smol runtime).
+    channels: bool,
 }
 
 fn parse_args() -> Res<Opts> {
@@ -767,6 +779,7 @@ fn parse_args() -> Res<Opts> {
         secs: 2.0,
         relay: None,
         socat: "socat".into(),
+        channels: false,
     };
     let (mut rounds, mut secs) = (None, None);
     let mut args = std::env::args().skip(1);
@@ -778,9 +791,10 @@ fn parse_args() -> Res<Opts> {
             "--secs" => secs = Some(val()?.parse().map_err(|e| format!("--secs: {e}"))?),
             "--relay" => o.relay = Some(PathBuf::from(val()?)),
             "--socat" => o.socat = val()?,
+            "--channels" => o.channels = true,
             "-h" | "--help" => {
                 println!(
-                    "relay-load [--quick] [--rounds N] [--secs S] [--relay PATH] [--socat PATH]\n\
+                    "relay-load [--quick] [--channels] [--rounds N] [--secs S] [--relay PATH] [--socat PATH]\n\
                      default: 5 rounds of 2 s per measurement; --quick: 3 rounds of 0.4 s"
                 );
                 std::process::exit(0);
@@ -978,12 +992,20 @@ fn run(o: &Opts, dir: &Path) -> Res<()> {
     }
     let mut runtimes = Vec::new();
     for rt in ["smol", "mio"] {
-        match start_relay(&relay, rt, &t, dir) {
+        match start_relay(&relay, rt, "relay", &t, dir) {
             Ok(s) => {
                 systems.push(s);
                 runtimes.push(rt);
             }
             Err(e) => missing.push((format!("relay {rt} pair"), e)),
+        }
+    }
+    if o.channels {
+        for ch in ["relay+tls", "relay+ws", "relay+wss", "relay+quic"] {
+            match start_relay(&relay, "smol", ch, &t, dir) {
+                Ok(s) => systems.push(s),
+                Err(e) => missing.push((format!("relay smol pair over {ch}"), e)),
+            }
         }
     }
     let socat_idx = systems.iter().position(|s| s.name == "socat pair");
