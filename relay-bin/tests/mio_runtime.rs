@@ -69,13 +69,13 @@ fn signal(p: &mut Proc, sig: &str) -> Option<i32> {
 #[test]
 fn unsupported_handler_is_one_line() {
     let o = Command::new(env!("CARGO_BIN_EXE_relay"))
-        .args(["-runtime", "mio", "-L", "socks5://127.0.0.1:0"])
+        .args(["-runtime", "mio", "-L", "tcp://127.0.0.1:0/127.0.0.1:1"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&o.stderr),
-        "service service-0: the socks5 handler is not run by the mio runtime yet\n"
+        "service service-0: forwarding without a relay chain is not run by the mio runtime yet\n"
     );
 }
 

@@ -20,8 +20,11 @@ use relay_core::target::Target;
 use relay_core::udp::MAX_DATAGRAM;
 use slab::Slab;
 
+use crate::bind::BindOptions;
 use crate::dial::{Resolved, Resolver};
+use crate::entry::{EntryConn, EntryKind};
 use crate::forward::{FwdConn, UdpSession};
+use crate::remote::{RemoteConn, RemoteOptions};
 use crate::server::RelayConn;
 
 /// What a unit wants after being driven.
@@ -43,6 +46,7 @@ pub(crate) struct Ctx<'a> {
     pub now: Instant,
     pub forward: Option<&'a mut NodeSet<Target>>,
     pub chain: Option<&'a mut Chain>,
+    pub bind: BindOptions,
 }
 
 enum Service {
@@ -50,10 +54,19 @@ enum Service {
         config: Arc<ServerConfig>,
         forward: Option<NodeSet<Target>>,
         chain: Option<Chain>,
+        bind: BindOptions,
     },
     TcpForward {
         chain: Chain,
         target: Target,
+    },
+    Entry {
+        chain: Option<Chain>,
+        kind: EntryKind,
+        dial_timeout: Duration,
+    },
+    Remote {
+        chain: Chain,
     },
     UdpForward {
         chain: Chain,
@@ -75,6 +88,8 @@ enum Unit {
     },
     Relay(Box<RelayConn>),
     Forward(Box<FwdConn>),
+    Entry(Box<EntryConn>),
+    Remote(Box<RemoteConn>),
     Session {
         svc: usize,
         session: Box<UdpSession>,
@@ -241,6 +256,7 @@ impl Driver {
             config,
             forward,
             chain: None,
+            bind: BindOptions::default(),
         });
         self.add_listener(listener)
     }
@@ -260,8 +276,115 @@ impl Driver {
             config,
             forward,
             chain: Some(chain),
+            bind: BindOptions::default(),
         });
         self.add_listener(listener)
+    }
+
+    /// Like [`Driver::add_relay_server_chained`] with an optional chain and the settings of
+    /// BIND data phases (`config.bind` allows BIND).
+    pub fn add_relay_server_with(
+        &mut self,
+        listener: std::net::TcpListener,
+        config: Arc<ServerConfig>,
+        forward: Option<NodeSet<Target>>,
+        chain: Option<Chain>,
+        bind: BindOptions,
+    ) -> io::Result<()> {
+        self.services.push(Service::Relay {
+            config,
+            forward,
+            chain,
+            bind,
+        });
+        self.add_listener(listener)
+    }
+
+    /// Serves proxy clients on `listener` (GOST `-L socks5://`, `http://`, `auto://`): the
+    /// core's SOCKS5 / SOCKS4 / HTTP handshakes, then a tunnel to the requested target through
+    /// `chain` (directly without one). With a chain whose nodes are all `nodelay`, the reply
+    /// waits for the relay response (at most `dial_timeout`) and reports a refusal as a
+    /// failure reply; otherwise success is answered once the first node is connected, as GOST
+    /// does.
+    pub fn add_entry(
+        &mut self,
+        listener: std::net::TcpListener,
+        chain: Option<Chain>,
+        kind: EntryKind,
+        dial_timeout: Duration,
+    ) -> io::Result<()> {
+        self.services.push(Service::Entry {
+            chain,
+            kind,
+            dial_timeout,
+        });
+        self.add_listener(listener)
+    }
+
+    /// Remote TCP forwarding (GOST `-L rtcp://listen/target -F relay://node`): binds `listen`
+    /// on the relay server at the end of `chain` (an smux session, this end the smux server)
+    /// and connects every stream the server opens to `target`. Binds again after a failure or
+    /// a dead session, with the delays of `options.rebind`. A domain `target` is resolved now.
+    pub fn add_rtcp(
+        &mut self,
+        chain: Chain,
+        listen: Target,
+        target: Target,
+        options: RemoteOptions,
+    ) -> io::Result<()> {
+        options
+            .mux
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        self.add_remote(Transport::Tcp, chain, listen, target, options)
+    }
+
+    /// Remote UDP forwarding (GOST `-L rudp://listen/target -F relay://node`): binds `listen`
+    /// (UDP) on the relay server at the end of `chain`; every remote peer gets its own local
+    /// UDP socket to `target`, replies go back tagged with that peer. Binds again like
+    /// [`Driver::add_rtcp`].
+    pub fn add_rudp(
+        &mut self,
+        chain: Chain,
+        listen: Target,
+        target: Target,
+        options: RemoteOptions,
+    ) -> io::Result<()> {
+        self.add_remote(Transport::Udp, chain, listen, target, options)
+    }
+
+    fn add_remote(
+        &mut self,
+        transport: Transport,
+        chain: Chain,
+        listen: Target,
+        target: Target,
+        options: RemoteOptions,
+    ) -> io::Result<()> {
+        let addr = match target.dial_addr() {
+            Some(a) => a,
+            None => {
+                let text = target.to_string();
+                std::net::ToSocketAddrs::to_socket_addrs(&text)?
+                    .next()
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, text))?
+            }
+        };
+        let svc = self.services.len();
+        self.services.push(Service::Remote { chain });
+        let now = Instant::now();
+        let key = self.insert(
+            move |_| {
+                Ok(Unit::Remote(Box::new(RemoteConn::new(
+                    svc, transport, listen, addr, options, now,
+                ))))
+            },
+            now,
+        );
+        if let Some(key) = key {
+            self.after(key, Next::Keep);
+        }
+        Ok(())
     }
 
     /// Forwards every connection accepted on `listener` to `target` through `chain` (GOST
@@ -430,10 +553,18 @@ impl Driver {
                     now,
                     forward: None,
                     chain: None,
+                    bind: BindOptions::default(),
                 };
-                if let Some(Service::Relay { forward, chain, .. }) = self.services.get_mut(svc) {
+                if let Some(Service::Relay {
+                    forward,
+                    chain,
+                    bind,
+                    ..
+                }) = self.services.get_mut(svc)
+                {
                     ctx.forward = forward.as_mut();
                     ctx.chain = chain.as_mut();
+                    ctx.bind = *bind;
                 }
                 match why {
                     Why::Ready => conn.drive(&mut ctx),
@@ -451,8 +582,50 @@ impl Driver {
                     now,
                     forward: None,
                     chain: None,
+                    bind: BindOptions::default(),
                 };
                 let Service::TcpForward { chain, .. } = &mut self.services[conn.svc()] else {
+                    return;
+                };
+                match why {
+                    Why::Timeout => conn.on_timeout(&mut ctx, chain),
+                    _ => conn.drive(&mut ctx, chain),
+                }
+            }
+            Unit::Entry(conn) => {
+                let mut ctx = Ctx {
+                    registry: &self.registry,
+                    resolver: &self.resolver,
+                    token,
+                    key,
+                    serial,
+                    now,
+                    forward: None,
+                    chain: None,
+                    bind: BindOptions::default(),
+                };
+                if let Some(Service::Entry { chain, .. }) = self.services.get_mut(conn.svc()) {
+                    ctx.chain = chain.as_mut();
+                }
+                match why {
+                    Why::Ready => conn.drive(&mut ctx),
+                    Why::Timeout => conn.on_timeout(&mut ctx),
+                    Why::Resolved(r) => conn.on_resolved(r, &mut ctx),
+                }
+            }
+            Unit::Remote(conn) => {
+                let mut ctx = Ctx {
+                    registry: &self.registry,
+                    resolver: &self.resolver,
+                    token,
+                    key,
+                    serial,
+                    now,
+                    forward: None,
+                    chain: None,
+                    bind: BindOptions::default(),
+                };
+                let Some(Service::Remote { chain }) = self.services.get_mut(conn.svc()) else {
                     return;
                 };
                 match why {
@@ -470,6 +643,7 @@ impl Driver {
                     now,
                     forward: None,
                     chain: None,
+                    bind: BindOptions::default(),
                 };
                 let Service::UdpForward { chain, .. } = &mut self.services[*svc] else {
                     return;
@@ -493,6 +667,8 @@ impl Driver {
         let more = match &slot.unit {
             Unit::Relay(c) => c.wants_more(),
             Unit::Forward(c) => c.wants_more(),
+            Unit::Entry(c) => c.wants_more(),
+            Unit::Remote(c) => c.wants_more(),
             Unit::Session { session, .. } => session.wants_more(),
             _ => false,
         };
@@ -503,6 +679,8 @@ impl Driver {
         let deadline = match &slot.unit {
             Unit::Relay(c) => c.deadline(),
             Unit::Forward(c) => c.deadline(),
+            Unit::Entry(c) => c.deadline(),
+            Unit::Remote(c) => c.deadline(),
             Unit::Session { session, .. } => session.deadline(),
             _ => None,
         };
@@ -525,6 +703,8 @@ impl Driver {
         match slot.unit {
             Unit::Relay(c) => c.close(&self.registry),
             Unit::Forward(c) => c.close(&self.registry),
+            Unit::Entry(c) => c.close(&self.registry),
+            Unit::Remote(c) => c.close(&self.registry),
             Unit::Session { svc, session } => {
                 if let Some(Service::UdpForward { sessions, .. }) = self.services.get_mut(svc) {
                     let peer = session.peer();
@@ -558,6 +738,7 @@ impl Driver {
             now,
             forward: None,
             chain: None,
+            bind: BindOptions::default(),
         };
         match unit(&ctx) {
             Ok(unit) => {
@@ -647,7 +828,25 @@ impl Driver {
                         now,
                     )
                 }
-                Service::UdpForward { .. } => None,
+                Service::Entry {
+                    kind, dial_timeout, ..
+                } => {
+                    let (kind, dial_timeout) = (*kind, *dial_timeout);
+                    self.insert(
+                        move |ctx| {
+                            let mut conn =
+                                EntryConn::new(peer, svc, stream, kind, dial_timeout, ctx.now);
+                            ctx.registry.register(
+                                conn.local_mut(),
+                                ctx.token,
+                                Interest::READABLE | Interest::WRITABLE,
+                            )?;
+                            Ok(Unit::Entry(Box::new(conn)))
+                        },
+                        now,
+                    )
+                }
+                Service::UdpForward { .. } | Service::Remote { .. } => None,
             };
             if let Some(k) = new {
                 self.dispatch(k, now, Why::Ready);

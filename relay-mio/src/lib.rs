@@ -9,7 +9,16 @@
 //!   and UDP CONNECT tunnels, to the targets directly or through a chain of relay nodes
 //!   ([`EventLoop::add_relay_server_chained`]);
 //! - [`EventLoop::add_tcp_forward`]: local TCP port forwarding through a chain of relay nodes;
-//! - [`EventLoop::add_udp_forward`]: local UDP port forwarding through a chain (UDP CONNECT).
+//! - [`EventLoop::add_udp_forward`]: local UDP port forwarding through a chain (UDP CONNECT);
+//! - [`EventLoop::add_entry`]: SOCKS5 / SOCKS4 / HTTP / auto proxy entries, through a chain or
+//!   directly;
+//! - [`EventLoop::add_rtcp`] / [`EventLoop::add_rudp`]: remote TCP/UDP port forwarding (BIND
+//!   through a chain), binding again after failures.
+//!
+//! Relay servers serve BIND when their config allows it ([`EventLoop::add_relay_server_with`]
+//! sets the mux and UDP settings): TCP BIND runs an smux session (this end the smux client)
+//! with one stream per connection accepted on the bound listener; UDP BIND relays datagrams
+//! in the SOCKS5-style framing.
 //!
 //! Run it with [`EventLoop`] (it owns the `mio::Poll`), or embed the [`Driver`] in a loop of
 //! your own (`examples/embed.rs`).
@@ -23,8 +32,8 @@
 //! others. Deadlines come from the core machines' `poll_timeout()` into one timer heap. Names
 //! are resolved on short-lived helper threads that wake the loop.
 //!
-//! Not served yet: BIND (the core's `Listen` is answered with a failure, so TCP BIND gets
-//! status 5 and UDP BIND a silent close), forwarding without a chain, splice(2).
+//! Not served yet: domain names as BIND listen addresses or UDP BIND destinations (not
+//! resolved on the loop), forwarding without a chain, splice(2).
 //!
 //! ```
 //! use std::io::{Read, Write};
@@ -81,13 +90,20 @@ use relay_core::select::NodeSet;
 use relay_core::server::ServerConfig;
 use relay_core::target::Target;
 
+mod bind;
 mod dial;
 mod driver;
+mod entry;
 mod forward;
+mod mux;
 mod pipe;
+mod remote;
 mod server;
 
+pub use bind::BindOptions;
 pub use driver::{Driver, StopHandle};
+pub use entry::EntryKind;
+pub use remote::{RemoteEvent, RemoteOptions};
 
 /// Size of each direction's copy buffer in a TCP tunnel (two per connection).
 pub const COPY_BUF: usize = pipe::COPY_BUF;
@@ -140,6 +156,52 @@ impl EventLoop {
     ) -> io::Result<()> {
         self.driver
             .add_relay_server_chained(listener, config, forward, chain)
+    }
+
+    /// See [`Driver::add_relay_server_with`].
+    pub fn add_relay_server_with(
+        &mut self,
+        listener: std::net::TcpListener,
+        config: Arc<ServerConfig>,
+        forward: Option<NodeSet<Target>>,
+        chain: Option<Chain>,
+        bind: BindOptions,
+    ) -> io::Result<()> {
+        self.driver
+            .add_relay_server_with(listener, config, forward, chain, bind)
+    }
+
+    /// See [`Driver::add_entry`].
+    pub fn add_entry(
+        &mut self,
+        listener: std::net::TcpListener,
+        chain: Option<Chain>,
+        kind: EntryKind,
+        dial_timeout: Duration,
+    ) -> io::Result<()> {
+        self.driver.add_entry(listener, chain, kind, dial_timeout)
+    }
+
+    /// See [`Driver::add_rtcp`].
+    pub fn add_rtcp(
+        &mut self,
+        chain: Chain,
+        listen: Target,
+        target: Target,
+        options: RemoteOptions,
+    ) -> io::Result<()> {
+        self.driver.add_rtcp(chain, listen, target, options)
+    }
+
+    /// See [`Driver::add_rudp`].
+    pub fn add_rudp(
+        &mut self,
+        chain: Chain,
+        listen: Target,
+        target: Target,
+        options: RemoteOptions,
+    ) -> io::Result<()> {
+        self.driver.add_rudp(chain, listen, target, options)
     }
 
     /// See [`Driver::add_tcp_forward`].

@@ -116,6 +116,18 @@ impl Half {
         Half::new(extra)
     }
 
+    /// Free tail to fill from another source (then [`Half::filled`]); empty when full.
+    pub(crate) fn unfilled(&mut self) -> &mut [u8] {
+        self.compact();
+        &mut self.buf[self.end..]
+    }
+
+    /// Marks `n` bytes of [`Half::unfilled`] as read from the source.
+    pub(crate) fn filled(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.buf.len());
+        self.bytes += n as u64;
+    }
+
     /// Room left for [`Half::push`].
     pub(crate) fn space(&self) -> usize {
         self.buf.len() - (self.end - self.start)

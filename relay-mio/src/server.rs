@@ -8,17 +8,20 @@ use std::time::Instant;
 use mio::net::{TcpStream, UdpSocket};
 use relay_core::Decoded;
 use relay_core::buf::RecvBuf;
+use relay_core::mux::Role;
 use relay_core::route::RoutePlan;
 use relay_core::select::NodeSet;
 use relay_core::server::{
-    DialError, DialRequest, DialTarget, Established, Server, ServerOutput, Transport,
+    DialError, DialRequest, DialTarget, Established, ListenRequest, Server, ServerOutput, Transport,
 };
 use relay_core::target::{Target, TargetHost};
 use relay_core::udp::{LengthFrame, MAX_DATAGRAM};
 
+use crate::bind::{DatagramLink, Listened, TcpBind, UdpBind, listen};
 use crate::dial::{ConnectState, connect_state, tcp_connect, udp_connect};
 use crate::driver::{Ctx, Next};
 use crate::forward::queue_requests;
+use crate::mux::MuxLink;
 use crate::pipe::{Half, PREFIX_ROOM, Pipe, READ_BUDGET, Strip};
 
 enum Dialed {
@@ -44,6 +47,10 @@ enum State {
     Tcp(TcpStream),
     /// UDP tunnel.
     Udp(Box<UdpTunnel>),
+    /// TCP BIND: an smux session with streams from the bound listener.
+    TcpBind(Box<TcpBind>),
+    /// UDP BIND: datagrams between the connection and the bound socket.
+    UdpBind(Box<UdpBind>),
     /// Writing what the core sent before its close.
     Closing,
     /// Finished.
@@ -69,6 +76,8 @@ pub(crate) struct RelayConn {
     strip: Option<Strip>,
     started: Instant,
     open: bool,
+    /// What a BIND listens with, until its data phase.
+    listened: Option<Listened>,
 }
 
 impl RelayConn {
@@ -93,6 +102,7 @@ impl RelayConn {
             strip: None,
             started: now,
             open: false,
+            listened: None,
         }
     }
 
@@ -106,17 +116,26 @@ impl RelayConn {
         match &self.state {
             State::Tcp(_) => self.pipe.yielded(),
             State::Udp(t) => t.yielded,
+            State::TcpBind(b) => b.yielded,
+            State::UdpBind(b) => b.yielded,
             _ => false,
         }
     }
 
-    /// When the core wants [`RelayConn::on_timeout`].
+    /// When the core (or a BIND session's keepalive) wants [`RelayConn::on_timeout`].
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.server.poll_timeout()
+        match &self.state {
+            State::TcpBind(b) => b.deadline(),
+            _ => self.server.poll_timeout(),
+        }
     }
 
     /// Applies the core's deadlines, then continues.
     pub(crate) fn on_timeout(&mut self, ctx: &mut Ctx<'_>) -> Next {
+        if let State::TcpBind(b) = &mut self.state {
+            b.on_timeout(ctx.now);
+            return self.drive(ctx);
+        }
         self.server.handle_timeout(ctx.now);
         self.run_outputs(ctx);
         self.drive(ctx)
@@ -168,6 +187,8 @@ impl RelayConn {
             State::Udp(tunnel) => tunnel
                 .drive(&mut self.client, &mut self.pipe.down)
                 .map_err(|e| e.to_string()),
+            State::TcpBind(b) => Ok(b.drive(&mut self.client, ctx.registry, ctx.token, ctx.now)),
+            State::UdpBind(b) => b.drive(&mut self.client).map_err(|e| e.to_string()),
             State::Closing => match self.pipe.down.flush(&mut self.client) {
                 Ok(false) => Ok(false),
                 Ok(true) | Err(_) => Ok(true),
@@ -214,9 +235,8 @@ impl RelayConn {
             match out {
                 ServerOutput::Transmit(bytes) => self.pipe.down.push(bytes.as_slice(), false),
                 ServerOutput::Dial(req) => self.start_dial(req, ctx),
-                // BIND is not served by this adapter yet: the core answers the failure.
-                ServerOutput::Listen(_) => self.server.listen_done(Err(())),
-                ServerOutput::Established(est) => self.establish(est),
+                ServerOutput::Listen(req) => self.start_listen(req, ctx),
+                ServerOutput::Established(est) => self.establish(est, ctx),
                 ServerOutput::Close(reason) => {
                     log::info!("relay {}: closed during handshake: {reason:?}", self.peer);
                     self.state = State::Closing;
@@ -373,7 +393,59 @@ impl RelayConn {
         self.run_outputs(ctx);
     }
 
-    fn establish(&mut self, est: Established) {
+    /// Opens what a BIND asks for (domain listen addresses are not resolved on the loop).
+    fn start_listen(&mut self, req: ListenRequest, ctx: &mut Ctx<'_>) {
+        let result = match req.addr.listen_addr() {
+            Some(addr) => listen(addr, req.network == Transport::Udp, ctx.registry, ctx.token),
+            None => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "domain listen addresses are not resolved by the mio runtime",
+            )),
+        };
+        match result {
+            Ok((l, bound)) => {
+                self.listened = Some(l);
+                self.server.listen_done(Ok(bound));
+            }
+            Err(e) => {
+                log::info!("relay {}: bind {}: {e}", self.peer, req.addr);
+                self.server.listen_done(Err(()));
+            }
+        }
+    }
+
+    fn establish_bind(&mut self, est: Established, ctx: &mut Ctx<'_>) {
+        self.state = State::Closing;
+        let head = self.pipe.up.pending().to_vec();
+        let prefix = self.pipe.down.pending().to_vec();
+        self.pipe.up.consume(usize::MAX);
+        self.pipe.down.consume(usize::MAX);
+        match (est, self.listened.take()) {
+            (Established::TcpBind { bound }, Some(Listened::Tcp(listener))) => {
+                match MuxLink::new(Role::Client, ctx.bind.mux, ctx.now, &head, &prefix) {
+                    Ok(link) => {
+                        log::info!("relay {}: tcp bind on {bound}", self.peer);
+                        self.state = State::TcpBind(Box::new(TcpBind::new(link, listener, bound)));
+                    }
+                    Err(e) => log::info!("relay {}: tcp bind: {e}", self.peer),
+                }
+            }
+            (Established::UdpBind { bound }, Some(Listened::Udp(socket))) => {
+                log::info!("relay {}: udp bind on {bound}", self.peer);
+                let link = DatagramLink::new(ctx.bind.udp_buffer_size, &head, &prefix);
+                self.state = State::UdpBind(Box::new(UdpBind::new(link, socket, bound)));
+            }
+            (est, _) => log::info!("relay {}: {est:?} without its listener", self.peer),
+        }
+    }
+
+    fn establish(&mut self, est: Established, ctx: &mut Ctx<'_>) {
+        if matches!(
+            est,
+            Established::TcpBind { .. } | Established::UdpBind { .. }
+        ) {
+            return self.establish_bind(est, ctx);
+        }
         let dialed = match std::mem::replace(&mut self.state, State::Closing) {
             State::Dialed(d) => d,
             _ => return,
@@ -436,6 +508,15 @@ impl RelayConn {
     /// Deregisters everything and logs the tunnel's end.
     pub(crate) fn close(mut self, registry: &mio::Registry) {
         let _ = registry.deregister(&mut self.client);
+        match &mut self.listened {
+            Some(Listened::Tcp(l)) => {
+                let _ = registry.deregister(l);
+            }
+            Some(Listened::Udp(s)) => {
+                let _ = registry.deregister(s);
+            }
+            None => {}
+        }
         let (up, down) = match &mut self.state {
             State::Connecting { stream, .. } | State::Tcp(stream) => {
                 let _ = registry.deregister(stream);
@@ -452,6 +533,29 @@ impl RelayConn {
             State::Udp(t) => {
                 let _ = registry.deregister(&mut t.socket);
                 (t.up, t.down)
+            }
+            State::TcpBind(b) => {
+                b.close(registry);
+                log::info!(
+                    "relay {}: tcp bind {} ended ({}), {} connection(s), {:?}",
+                    self.peer,
+                    b.bound,
+                    b.reason.unwrap_or(relay_core::mux::MuxError::Closed),
+                    b.accepted,
+                    self.started.elapsed()
+                );
+                return;
+            }
+            State::UdpBind(b) => {
+                b.close(registry);
+                log::info!(
+                    "relay {}: udp bind {} ended: {:?}, {:?}",
+                    self.peer,
+                    b.bound,
+                    b.stats(),
+                    self.started.elapsed()
+                );
+                return;
             }
             _ => (self.pipe.up.bytes, self.pipe.down.bytes),
         };
