@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use mio::event::Event;
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Interest, Registry, Token, Waker};
+use relay_core::admission::{Admission, AdmissionStats, Limits};
 use relay_core::route::Chain;
 use relay_core::select::NodeSet;
 use relay_core::server::{Server, ServerConfig, Transport};
@@ -101,6 +102,8 @@ struct Slot {
     armed: Option<Instant>,
     /// In the ready queue (stopped on a budget with work left).
     queued: bool,
+    /// The service and admission id of an admitted connection.
+    admitted: Option<(usize, u64)>,
     unit: Unit,
 }
 
@@ -172,6 +175,13 @@ pub struct Driver {
     resolved: Receiver<Resolved>,
     stop: Arc<StopState>,
     dgram: Box<[u8]>,
+    /// Limits for the TCP services added from now on.
+    limits: Limits,
+    /// Admission state of each TCP-accepting service.
+    admissions: HashMap<usize, Admission>,
+    /// Connections still reading their request, by service and admission id: the ones the
+    /// core may evict.
+    handshaking: HashMap<(usize, u64), usize>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -220,7 +230,22 @@ impl Driver {
                 waker,
             }),
             dgram: vec![0u8; MAX_DATAGRAM].into_boxed_slice(),
+            limits: Limits::default(),
+            admissions: HashMap::new(),
+            handshaking: HashMap::new(),
         })
+    }
+
+    /// Admission limits (connections, handshakes, per-source rate) of the TCP services added
+    /// from now on; [`Limits::default`] until set.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// What the admission of the TCP service added `n`-th (from 0, in `add_*` order) holds and
+    /// refused so far.
+    pub fn admission_stats(&self, n: usize) -> Option<AdmissionStats> {
+        self.admissions.get(&n).map(Admission::stats)
     }
 
     /// A handle that stops [`crate::EventLoop::run`] from another thread.
@@ -423,6 +448,7 @@ impl Driver {
             serial: self.serial,
             armed: None,
             queued: false,
+            admitted: None,
             unit: Unit::UdpListener { svc },
         });
         self.services.push(Service::UdpForward {
@@ -438,6 +464,7 @@ impl Driver {
 
     fn add_listener(&mut self, listener: std::net::TcpListener) -> io::Result<()> {
         let svc = self.services.len() - 1;
+        self.admissions.insert(svc, Admission::new(self.limits));
         listener.set_nonblocking(true)?;
         let mut listener = TcpListener::from_std(listener);
         let entry = self.units.vacant_entry();
@@ -454,6 +481,7 @@ impl Driver {
             serial: self.serial,
             armed: None,
             queued: false,
+            admitted: None,
             unit: Unit::Listener { svc, listener },
         });
         Ok(())
@@ -664,6 +692,18 @@ impl Driver {
         let Some(slot) = self.units.get_mut(key) else {
             return;
         };
+        let handshaking = match &slot.unit {
+            Unit::Relay(c) => c.in_handshake(),
+            Unit::Entry(c) => c.in_handshake(),
+            _ => false,
+        };
+        if let (Some((svc, id)), false) = (slot.admitted, handshaking) {
+            if self.handshaking.remove(&(svc, id)).is_some() {
+                if let Some(adm) = self.admissions.get_mut(&svc) {
+                    adm.handshake_done(id);
+                }
+            }
+        }
         let more = match &slot.unit {
             Unit::Relay(c) => c.wants_more(),
             Unit::Forward(c) => c.wants_more(),
@@ -700,6 +740,12 @@ impl Driver {
         let Some(slot) = self.units.try_remove(key) else {
             return;
         };
+        if let Some((svc, id)) = slot.admitted {
+            self.handshaking.remove(&(svc, id));
+            if let Some(adm) = self.admissions.get_mut(&svc) {
+                adm.closed(id);
+            }
+        }
         match slot.unit {
             Unit::Relay(c) => c.close(&self.registry),
             Unit::Forward(c) => c.close(&self.registry),
@@ -746,6 +792,7 @@ impl Driver {
                     serial: self.serial,
                     armed: None,
                     queued: false,
+                    admitted: None,
                     unit,
                 });
                 Some(key)
@@ -786,6 +833,24 @@ impl Driver {
                     return;
                 }
             };
+            let admitted = match self
+                .admissions
+                .get_mut(&svc)
+                .map(|a| a.admit(peer.ip(), now))
+            {
+                Some(Ok(a)) => Some(a),
+                Some(Err(refusal)) => {
+                    log::debug!("{peer}: not admitted: {refusal:?}");
+                    continue;
+                }
+                None => None,
+            };
+            if let Some(old) = admitted.and_then(|a| a.evict) {
+                if let Some(k) = self.handshaking.remove(&(svc, old)) {
+                    log::debug!("evicting the oldest unfinished handshake for {peer}");
+                    self.remove(k);
+                }
+            }
             let _ = stream.set_nodelay(true);
             let new = match &mut self.services[svc] {
                 Service::Relay { config, .. } => {
@@ -848,6 +913,20 @@ impl Driver {
                 }
                 Service::UdpForward { .. } | Service::Remote { .. } => None,
             };
+            match (new, admitted) {
+                (Some(k), Some(a)) => {
+                    if let Some(slot) = self.units.get_mut(k) {
+                        slot.admitted = Some((svc, a.id));
+                    }
+                    self.handshaking.insert((svc, a.id), k);
+                }
+                (None, Some(a)) => {
+                    if let Some(adm) = self.admissions.get_mut(&svc) {
+                        adm.closed(a.id);
+                    }
+                }
+                _ => {}
+            }
             if let Some(k) = new {
                 self.dispatch(k, now, Why::Ready);
             }

@@ -123,6 +123,11 @@ impl EntryConn {
         &mut self.local
     }
 
+    /// True while the request is still being read (the connection may be evicted then).
+    pub(crate) fn in_handshake(&self) -> bool {
+        matches!(self.state, State::Handshake)
+    }
+
     /// True when the last drive stopped on a read budget.
     pub(crate) fn wants_more(&self) -> bool {
         matches!(self.state, State::Tunnel(_)) && self.pipe.yielded()

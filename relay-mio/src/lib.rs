@@ -158,6 +158,11 @@ impl EventLoop {
             .add_relay_server_chained(listener, config, forward, chain)
     }
 
+    /// See [`Driver::set_limits`].
+    pub fn set_limits(&mut self, limits: relay_core::admission::Limits) {
+        self.driver.set_limits(limits);
+    }
+
     /// See [`Driver::add_relay_server_with`].
     pub fn add_relay_server_with(
         &mut self,

@@ -111,6 +111,11 @@ impl RelayConn {
         self.svc
     }
 
+    /// True while the request is still being read (the connection may be evicted then).
+    pub(crate) fn in_handshake(&self) -> bool {
+        matches!(self.state, State::Handshake)
+    }
+
     /// True when the last drive stopped on a read budget: drive it again on the next turn.
     pub(crate) fn wants_more(&self) -> bool {
         match &self.state {

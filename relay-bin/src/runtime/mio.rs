@@ -51,6 +51,7 @@ fn add_service(event_loop: &mut EventLoop, service: &ServicePlan) -> Result<(), 
     let addr = listen_addr(&service.listen);
     let fail =
         |e: std::io::Error| RunError(format!("service {}: listen on {addr}: {e}", service.name));
+    event_loop.set_limits(service.limits);
     match (&service.listener, &service.handler) {
         (ListenerPlan::Tcp, HandlerPlan::Relay(options)) => {
             let listener = std::net::TcpListener::bind(addr).map_err(fail)?;
