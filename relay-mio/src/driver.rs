@@ -330,7 +330,10 @@ impl Driver {
     /// `chain` (directly without one). With a chain whose nodes are all `nodelay`, the reply
     /// waits for the relay response (at most `dial_timeout`) and reports a refusal as a
     /// failure reply; otherwise success is answered once the first node is connected, as GOST
-    /// does.
+    /// does. A SOCKS5 UDP ASSOCIATE is a relay UDP BIND through `chain` (the last relay server
+    /// must allow BIND; without a chain it is answered with a failure reply): the client's
+    /// SOCKS5 UDP packets go up the relay connection, the replies come back to the client,
+    /// until the control connection ends.
     pub fn add_entry(
         &mut self,
         listener: std::net::TcpListener,

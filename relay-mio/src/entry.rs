@@ -1,14 +1,15 @@
 //! Proxy entry connections (SOCKS5, SOCKS4/4a, HTTP, or GOST's `auto`): the core's handshake
 //! machines, then a tunnel to the target, directly or through a relay chain.
 
-use std::io;
-use std::net::SocketAddr;
+use std::io::{self, Read};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
-use relay_core::Decoded;
+use mio::net::{TcpStream, UdpSocket};
+use mio::{Interest, Registry};
 use relay_core::auth::Credentials;
+use relay_core::bind::SendVerdict;
 use relay_core::buf::RecvBuf;
 use relay_core::entry::http::{HttpRequest, MAX_HEAD, RequestKind};
 use relay_core::entry::socks4::{self, Socks4Request};
@@ -17,9 +18,13 @@ use relay_core::entry::{Answer, Protocol, detect};
 use relay_core::route::{Chain, RoutePlan};
 use relay_core::server::Transport;
 use relay_core::target::{Target, TargetHost};
+use relay_core::udp::{Datagram, MAX_DATAGRAM};
+use relay_core::{Address, Decoded};
 
+use crate::bind::{DatagramLink, send_failure};
 use crate::dial::{ConnectState, connect_state, tcp_connect};
 use crate::driver::{Ctx, Next};
+use crate::forward::queue_requests;
 use crate::pipe::{Half, PREFIX_ROOM, Pipe, PipeError, READ_BUDGET, Strip};
 
 /// Deadline for a client's proxy handshake.
@@ -56,6 +61,12 @@ enum State {
     Waiting { stream: TcpStream, resp: RecvBuf },
     /// Tunnel.
     Tunnel(TcpStream),
+    /// SOCKS5 UDP ASSOCIATE: datagrams over a relay UDP BIND, while the control connection
+    /// lasts.
+    Associate {
+        stream: TcpStream,
+        assoc: Box<Association>,
+    },
     /// Writing the last reply, then closing.
     Closing,
     /// Finished.
@@ -73,6 +84,8 @@ pub(crate) struct EntryConn {
     protocol: Option<Protocol>,
     state: State,
     target: Option<Target>,
+    /// The request is a SOCKS5 UDP ASSOCIATE (a relay UDP BIND through the chain).
+    associate: bool,
     answer: Answer,
     head: Vec<u8>,
     plan: Option<RoutePlan>,
@@ -102,6 +115,7 @@ impl EntryConn {
             protocol: None,
             state: State::Handshake,
             target: None,
+            associate: false,
             answer: Answer::Socks5,
             head: Vec::new(),
             plan: None,
@@ -130,7 +144,11 @@ impl EntryConn {
 
     /// True when the last drive stopped on a read budget.
     pub(crate) fn wants_more(&self) -> bool {
-        matches!(self.state, State::Tunnel(_)) && self.pipe.yielded()
+        match &self.state {
+            State::Tunnel(_) => self.pipe.yielded(),
+            State::Associate { assoc, .. } => assoc.yielded,
+            _ => false,
+        }
     }
 
     /// The handshake, connect or response deadline.
@@ -147,7 +165,7 @@ impl EntryConn {
                     log::info!("proxy {}: handshake timed out", self.peer);
                     self.state = State::Closed;
                 }
-                State::Waiting { ref resp, .. } if resp.is_empty() => {
+                State::Waiting { ref resp, .. } if resp.is_empty() && !self.associate => {
                     // No response yet: a relay server that holds its OK response until the
                     // target speaks (GOST's default) looks the same as a slow dial. Answer
                     // success; the responses are stripped when they come (as without nodelay).
@@ -203,6 +221,9 @@ impl EntryConn {
     }
 
     fn target_name(&self) -> String {
+        if self.associate {
+            return "UDP ASSOCIATE".to_string();
+        }
         self.target
             .map_or_else(|| "?".to_string(), |t| t.to_string())
     }
@@ -238,6 +259,14 @@ impl EntryConn {
                 }
                 r.map_err(|e| e.to_string())
             }
+            State::Associate { stream, assoc } => {
+                // The success reply first; the control connection carries nothing else.
+                match self.pipe.down.flush(&mut self.local) {
+                    Ok(_) => assoc.drive(&mut self.local, stream),
+                    Err(e) => Err(e),
+                }
+                .map_err(|e| e.to_string())
+            }
             State::Closing => match self.pipe.down.flush(&mut self.local) {
                 Ok(false) => Ok(false),
                 Ok(true) | Err(_) => Ok(true),
@@ -246,7 +275,9 @@ impl EntryConn {
         match result {
             Ok(false) => false,
             Ok(true) => {
-                if matches!(self.state, State::Tunnel(_)) {
+                if let State::Associate { assoc, .. } = &self.state {
+                    assoc.log_end(self.peer, self.started);
+                } else if matches!(self.state, State::Tunnel(_)) {
                     log::info!(
                         "proxy {} -> {}: closed, up {} B, down {} B, {:?}",
                         self.peer,
@@ -261,6 +292,9 @@ impl EntryConn {
             }
             Err(e) => {
                 log::info!("proxy {} -> {}: {e}", self.peer, self.target_name());
+                if let State::Associate { assoc, .. } = &self.state {
+                    assoc.log_end(self.peer, self.started);
+                }
                 self.state = State::Closed;
                 true
             }
@@ -344,11 +378,11 @@ impl EntryConn {
                 Ok(Step::Request { consumed, request }) => {
                     let target = match request {
                         Socks5Request::Connect { target } => Target::from_address(&target),
+                        // The association is a relay UDP BIND of the unspecified address; the
+                        // client's hint is not used (its packets are taken from its IP).
                         Socks5Request::UdpAssociate { .. } => {
-                            let reply =
-                                socks5::failure_reply(socks5::ReplyCode::COMMAND_NOT_SUPPORTED);
-                            self.refuse(&reply, "SOCKS5 UDP ASSOCIATE is not supported");
-                            return Err(());
+                            self.associate = true;
+                            Target::from_address(&unspecified())
                         }
                     };
                     self.rb.consume(consumed);
@@ -422,6 +456,10 @@ impl EntryConn {
         if let Some(chain) = ctx.chain.as_deref_mut() {
             return self.connect_chain(target, chain, now, registry, token);
         }
+        if self.associate {
+            log::info!("proxy {}: UDP ASSOCIATE needs a relay chain", self.peer);
+            return self.fail(ctx);
+        }
         if let Some(addr) = target.dial_addr() {
             return self.connect(vec![addr], ctx);
         }
@@ -446,7 +484,12 @@ impl EntryConn {
         registry: &mio::Registry,
         token: mio::Token,
     ) {
-        match chain.plan(now, Transport::Tcp, &target.as_address()) {
+        let planned = if self.associate {
+            chain.plan_bind(now, Transport::Udp, &target.as_address())
+        } else {
+            chain.plan(now, Transport::Tcp, &target.as_address())
+        };
+        match planned {
             Ok(plan) => {
                 let first = plan.first_hop;
                 self.plan = Some(plan);
@@ -543,8 +586,10 @@ impl EntryConn {
         let mut up = Half::with_room(PREFIX_ROOM + requests + head.len());
         // Every request goes out at once when every node is `nodelay`: then the responses can
         // be awaited before answering (GOST's nodelay connector). Otherwise GOST answers
-        // success at once, and so do we.
-        let lazy = queue_requests_lazy(&mut clients, &mut up, head.is_empty());
+        // success at once, and so do we. A UDP ASSOCIATE has no payload to wait for: its
+        // requests go out now, and the BIND response is awaited.
+        let lazy = queue_requests(&mut clients, &mut up, head.is_empty() && !self.associate)
+            && !self.associate;
         self.strip = Some(Strip::new(clients));
         if lazy {
             self.deadline = None;
@@ -639,8 +684,55 @@ impl EntryConn {
         if let (Some(plan), Some(chain)) = (&self.plan, ctx.chain.as_deref_mut()) {
             chain.report(plan, 0, true, ctx.now);
         }
-        self.answer_success();
+        if self.associate {
+            self.start_association(ctx);
+        } else {
+            self.answer_success();
+        }
         true
+    }
+
+    /// Leaves `Waiting` once the relay UDP BIND is accepted: a UDP socket on the control
+    /// connection's local IP, its address in the success reply, then the association.
+    fn start_association(&mut self, ctx: &mut Ctx<'_>) {
+        let State::Waiting { stream, resp } = std::mem::replace(&mut self.state, State::Closed)
+        else {
+            return;
+        };
+        self.deadline = None;
+        let opened = self
+            .local
+            .local_addr()
+            .and_then(|a| Association::open(a.ip(), self.peer.ip(), resp.data(), ctx));
+        let assoc = match opened {
+            Ok(a) => a,
+            Err(e) => {
+                log::info!("proxy {}: UDP ASSOCIATE socket: {e}", self.peer);
+                let mut stream = stream;
+                let _ = ctx.registry.deregister(&mut stream);
+                return self.fail(ctx);
+            }
+        };
+        let mut reply = [0u8; 32];
+        match socks5::encode_reply(
+            socks5::ReplyCode::SUCCEEDED,
+            &Address::from_socket(assoc.bound),
+            &mut reply,
+        ) {
+            Ok(n) => self.pipe.down.push(&reply[..n], false),
+            Err(e) => {
+                log::info!("proxy {}: UDP ASSOCIATE reply: {e}", self.peer);
+                let (mut stream, mut assoc) = (stream, assoc);
+                let _ = ctx.registry.deregister(&mut stream);
+                assoc.close(ctx.registry);
+                return self.fail(ctx);
+            }
+        }
+        log::info!("proxy {}: UDP ASSOCIATE open at {}", self.peer, assoc.bound);
+        self.state = State::Associate {
+            stream,
+            assoc: Box::new(assoc),
+        };
     }
 
     /// Leaves `Waiting`: the success reply, what followed the responses, then the tunnel.
@@ -667,28 +759,215 @@ impl EntryConn {
             | State::Tunnel(stream) => {
                 let _ = registry.deregister(stream);
             }
+            State::Associate { stream, assoc } => {
+                let _ = registry.deregister(stream);
+                assoc.close(registry);
+            }
             _ => {}
         }
     }
 }
 
-/// Like [`crate::forward::queue_requests`]; true when a request waits for payload (a lazy
-/// node), false when every request went out at once.
-fn queue_requests_lazy(
-    clients: &mut [relay_core::client::Client],
-    up: &mut Half,
-    hold_lazy: bool,
-) -> bool {
-    let mut lazy = false;
-    for c in clients.iter_mut() {
-        if !lazy {
-            if let Some(req) = c.poll_transmit() {
-                up.push(req, false);
+/// `0.0.0.0:0`: what a UDP ASSOCIATE binds on the relay server.
+fn unspecified() -> Address<'static> {
+    Address::from_socket(SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+/// Datagrams dropped by an association, by reason (logged at its end).
+#[derive(Debug, Default, Clone, Copy)]
+struct Drops {
+    /// From an IP other than the control connection's peer.
+    foreign: u64,
+    /// Not a SOCKS5 UDP packet (short, fragmented, bad address).
+    malformed: u64,
+    /// Read while the relay connection was still writing the previous one.
+    busy: u64,
+    /// From the relay before the client sent its first packet (no address to send to).
+    no_client: u64,
+    /// The send to the client failed or would block.
+    unsent: u64,
+}
+
+/// The data phase of a SOCKS5 UDP ASSOCIATE (RFC 1928 §7) over a relay UDP BIND: SOCKS5 UDP
+/// packets from the client go up the relay connection in the stream framing (the address is
+/// the destination), datagrams from it go to the client's last address (the address is the
+/// source). Memory is bounded: one datagram in flight each way; the rest are dropped, as UDP
+/// would, and counted.
+pub(crate) struct Association {
+    link: DatagramLink,
+    socket: UdpSocket,
+    /// The socket's address, given to the client.
+    pub bound: SocketAddr,
+    /// Packets are taken from this IP only (the control connection's peer).
+    client_ip: IpAddr,
+    /// Where the client's last packet came from: replies go there.
+    client: Option<SocketAddr>,
+    buf: Box<[u8]>,
+    up: u64,
+    down: u64,
+    drops: Drops,
+    /// The last drive stopped on a budget.
+    pub yielded: bool,
+}
+
+impl Association {
+    /// Binds the client-side socket on `local_ip` (registered under the connection's token);
+    /// `head` is what followed the relay responses.
+    fn open(
+        local_ip: IpAddr,
+        client_ip: IpAddr,
+        head: &[u8],
+        ctx: &Ctx<'_>,
+    ) -> io::Result<Association> {
+        let mut socket = UdpSocket::bind(SocketAddr::new(local_ip, 0))?;
+        let bound = socket.local_addr()?;
+        ctx.registry
+            .register(&mut socket, ctx.token, Interest::READABLE)?;
+        Ok(Association {
+            // No cap beyond UDP's own: the client's packets are relayed whole.
+            link: DatagramLink::new(MAX_DATAGRAM, head, &[]),
+            socket,
+            bound,
+            client_ip,
+            client: None,
+            buf: vec![0u8; MAX_DATAGRAM + 3 + 262].into_boxed_slice(),
+            up: 0,
+            down: 0,
+            drops: Drops::default(),
+            yielded: false,
+        })
+    }
+
+    /// Moves datagrams both ways and watches the control connection; `Ok(true)` once the
+    /// association is over (the control connection or the relay connection ended).
+    fn drive(&mut self, control: &mut TcpStream, relay: &mut TcpStream) -> io::Result<bool> {
+        self.yielded = false;
+        if control_ended(control, &mut self.yielded)? {
+            return Ok(true);
+        }
+        // Relay -> client: the address is the source.
+        let mut budget = READ_BUDGET;
+        loop {
+            if budget == 0 {
+                self.yielded = true;
+                break;
+            }
+            budget -= 1;
+            let Some((d, used)) = self.link.next(relay)? else {
+                if self.link.eof {
+                    return Ok(true);
+                }
+                break;
+            };
+            let sent = match (self.client, d.encode_packet(&mut self.buf)) {
+                (None, _) => {
+                    self.drops.no_client += 1;
+                    Ok(())
+                }
+                (Some(_), Err(e)) => {
+                    log::debug!(
+                        "udp associate {}: datagram from {}: {e}",
+                        self.bound,
+                        d.addr
+                    );
+                    self.drops.malformed += 1;
+                    Ok(())
+                }
+                (Some(to), Ok(n)) => match self.socket.send_to(&self.buf[..n], to) {
+                    Ok(_) => {
+                        self.down += 1;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            self.link.consume(used);
+            if let Err(e) = sent {
+                self.drops.unsent += 1;
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    log::debug!("udp associate {}: send: {e}", self.bound);
+                    if self.link.relay.send_failed(send_failure(&e)) == SendVerdict::End {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        // Client -> relay: the address is the destination. Read only while the relay
+        // connection takes what was framed before; otherwise a packet is dropped (counted).
+        let mut budget = READ_BUDGET;
+        loop {
+            if budget == 0 {
+                self.yielded = true;
+                break;
+            }
+            budget -= 1;
+            let free = self.link.flush(relay)?;
+            let (n, from) = match self.socket.recv_from(&mut self.buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // ICMP errors from earlier sends surface here; the socket stays usable.
+                Err(e) => {
+                    log::debug!("udp associate {}: {e}", self.bound);
+                    continue;
+                }
+            };
+            if from.ip() != self.client_ip {
+                self.drops.foreign += 1;
                 continue;
             }
-            lazy = true;
+            self.client = Some(from);
+            match Datagram::decode_packet(&self.buf[..n]) {
+                Ok(_) if !free => self.drops.busy += 1,
+                Ok(d) => {
+                    // Empty payloads are dropped (and counted) by the link's policy.
+                    self.link.send(d.addr, d.payload);
+                    self.up += 1;
+                }
+                Err(e) => {
+                    log::debug!("udp associate {}: packet from {from}: {e}", self.bound);
+                    self.drops.malformed += 1;
+                }
+            }
         }
-        up.push(c.take_request(), hold_lazy);
+        self.link.flush(relay)?;
+        Ok(false)
     }
-    lazy
+
+    fn log_end(&self, peer: SocketAddr, started: Instant) {
+        log::info!(
+            "proxy {peer}: UDP ASSOCIATE at {} closed, {} datagrams up, {} down, {:?}",
+            self.bound,
+            self.up,
+            self.down,
+            started.elapsed()
+        );
+        log::debug!(
+            "proxy {peer}: UDP ASSOCIATE at {} dropped {:?}, relay {:?}",
+            self.bound,
+            self.drops,
+            self.link.relay.stats()
+        );
+    }
+
+    fn close(&mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.socket);
+    }
+}
+
+/// Reads and discards what the client sends on the control connection; true once it ended.
+fn control_ended(control: &mut TcpStream, yielded: &mut bool) -> io::Result<bool> {
+    let mut sink = [0u8; 256];
+    for _ in 0..READ_BUDGET {
+        match control.read(&mut sink) {
+            Ok(0) => return Ok(true),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(true),
+            Err(e) => return Err(e),
+        }
+    }
+    *yielded = true;
+    Ok(false)
 }

@@ -22,8 +22,10 @@ use crate::pipe::{Half, Pipe, PipeError, READ_BUDGET, Strip};
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Places the hop requests in `up`, in hop order: those that must go out at once are written
-/// at once, the first lazy one and every one after it wait for the first payload.
-pub(crate) fn queue_requests(clients: &mut [Client], up: &mut Half, hold_lazy: bool) {
+/// at once, the first lazy one and every one after it wait for the first payload (held when
+/// `hold_lazy`). True when a request waits for payload (a lazy node), false when every request
+/// could go out at once.
+pub(crate) fn queue_requests(clients: &mut [Client], up: &mut Half, hold_lazy: bool) -> bool {
     let mut lazy = false;
     for c in clients.iter_mut() {
         if !lazy {
@@ -35,6 +37,7 @@ pub(crate) fn queue_requests(clients: &mut [Client], up: &mut Half, hold_lazy: b
         }
         up.push(c.take_request(), hold_lazy);
     }
+    lazy
 }
 
 /// Connects to the plan's first node.

@@ -11,7 +11,7 @@
 //! - [`EventLoop::add_tcp_forward`]: local TCP port forwarding through a chain of relay nodes;
 //! - [`EventLoop::add_udp_forward`]: local UDP port forwarding through a chain (UDP CONNECT);
 //! - [`EventLoop::add_entry`]: SOCKS5 / SOCKS4 / HTTP / auto proxy entries, through a chain or
-//!   directly;
+//!   directly; SOCKS5 UDP ASSOCIATE as a relay UDP BIND through the chain;
 //! - [`EventLoop::add_rtcp`] / [`EventLoop::add_rudp`]: remote TCP/UDP port forwarding (BIND
 //!   through a chain), binding again after failures.
 //!

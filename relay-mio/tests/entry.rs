@@ -224,3 +224,110 @@ fn first_node_down_is_a_failure_reply() {
     assert_eq!(rep, 4);
     assert_eq!(read_to_end(&mut s), b"");
 }
+
+/// A loop with a relay server allowing BIND or not, and a SOCKS5 entry through it.
+fn setup_associate(bind: bool) -> (Running, SocketAddr) {
+    let mut ev = EventLoop::new().unwrap();
+    let (l, relay) = listener();
+    let config = ServerConfig {
+        bind,
+        ..ServerConfig::default()
+    };
+    ev.add_relay_server(l, Arc::new(config), None).unwrap();
+    let (l, entry) = listener();
+    ev.add_entry(
+        l,
+        Some(chain_to(relay, false)),
+        EntryKind::Socks5,
+        Duration::from_secs(3),
+    )
+    .unwrap();
+    (run(ev), entry)
+}
+
+/// SOCKS5 greeting and UDP ASSOCIATE; returns the control stream and the 10-byte reply.
+fn socks5_associate(entry: SocketAddr) -> (std::net::TcpStream, Vec<u8>) {
+    let mut s = connect(entry);
+    s.write_all(&[5, 1, 0]).unwrap();
+    assert_eq!(read_n(&mut s, 2), [5, 0]);
+    s.write_all(&[5, 3, 0, 1, 0, 0, 0, 0, 0, 0]).unwrap();
+    let reply = read_n(&mut s, 10);
+    assert_eq!(reply.len(), 10, "short SOCKS5 reply {reply:02x?}");
+    (s, reply)
+}
+
+/// A SOCKS5 UDP packet to `to`.
+fn udp_packet(to: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let SocketAddr::V4(v4) = to else {
+        panic!("IPv4 only")
+    };
+    let mut p = vec![0, 0, 0, 1];
+    p.extend_from_slice(&v4.ip().octets());
+    p.extend_from_slice(&v4.port().to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+#[test]
+fn socks5_udp_associate_through_relay() {
+    let echo = udp_echo();
+    let (_r, entry) = setup_associate(true);
+    let (control, reply) = socks5_associate(entry);
+    assert_eq!(&reply[..4], &[5, 0, 0, 1], "reply {reply:02x?}");
+    let relay_at = SocketAddr::from((
+        [reply[4], reply[5], reply[6], reply[7]],
+        u16::from_be_bytes([reply[8], reply[9]]),
+    ));
+    assert_eq!(
+        relay_at.ip(),
+        entry.ip(),
+        "bound on the control connection's IP"
+    );
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(T)).unwrap();
+    let mut buf = [0u8; 65536];
+    // Not SOCKS5 packets, or empty: dropped, the association goes on.
+    client.send_to(&[0, 0, 1, 1], relay_at).unwrap();
+    client.send_to(&udp_packet(echo, b""), relay_at).unwrap();
+    // Up to the relay server's UDP buffer (GOST's 4096): longer datagrams it cuts.
+    for (i, len) in [1usize, 100, 1400, 4096].into_iter().enumerate() {
+        let payload = pattern(len, i as u8);
+        client
+            .send_to(&udp_packet(echo, &payload), relay_at)
+            .unwrap();
+        let n = client
+            .recv(&mut buf)
+            .expect("a reply through the association");
+        // The reply names its source: the echo.
+        assert_eq!(
+            &buf[..10],
+            &udp_packet(echo, b"")[..],
+            "header of reply {i}"
+        );
+        assert_eq!(&buf[10..n], &payload[..], "payload of reply {i}");
+    }
+    // The association ends with the control connection.
+    drop(control);
+    std::thread::sleep(Duration::from_millis(200));
+    client
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let _ = client.send_to(&udp_packet(echo, b"late"), relay_at);
+    assert!(
+        client.recv(&mut buf).is_err(),
+        "no reply after the control connection closed"
+    );
+}
+
+#[test]
+fn socks5_udp_associate_refused_without_bind() {
+    let (_r, entry) = setup_associate(false);
+    let (mut s, reply) = socks5_associate(entry);
+    assert_eq!(reply[..2], [5, 4], "failure reply {reply:02x?}");
+    assert_eq!(read_to_end(&mut s), b"");
+    // Without a chain there is nothing to associate through.
+    let (_r, entry) = setup(EntryKind::Socks5, None);
+    let (mut s, reply) = socks5_associate(entry);
+    assert_eq!(reply[..2], [5, 4], "failure reply {reply:02x?}");
+    assert_eq!(read_to_end(&mut s), b"");
+}
