@@ -8,8 +8,11 @@ use std::time::Duration;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt, future};
 use smol::Timer;
 
-/// Size of each direction's copy buffer (GOST uses 32 KiB too).
+/// Size of each direction's copy buffer once bulk data flows (GOST uses 32 KiB too).
 pub const COPY_BUF: usize = 32 * 1024;
+
+/// Size of the buffer a direction starts with, kept in the task (no allocation).
+const FIRST_BUF: usize = 2 * 1024;
 
 /// How long the other direction of a tunnel may run once one direction has ended.
 pub const HALF_CLOSE_LINGER: Duration = Duration::from_secs(10);
@@ -37,11 +40,19 @@ pub async fn copy_half(
     mut to: impl AsyncWrite + Unpin,
     prefix: &[u8],
 ) -> io::Result<u64> {
-    let mut buf = vec![0u8; COPY_BUF + prefix.len()];
-    buf[..prefix.len()].copy_from_slice(prefix);
-    let mut start = prefix.len();
+    // Idle and interactive tunnels read into a small buffer inside the task; the full-size one
+    // is allocated (once) only when a read fills the small one, i.e. when bulk data flows.
+    let mut small = [0u8; FIRST_BUF];
+    let mut big: Vec<u8> = Vec::new();
+    let mut prefix = prefix;
     let mut total = 0u64;
     loop {
+        let buf: &mut [u8] = if big.is_empty() { &mut small } else { &mut big };
+        // The prefix goes in front of the data in the same write when it fits (relay responses
+        // always do); a longer one goes out on its own just before.
+        let glued = prefix.len() <= buf.len() / 2;
+        let start = if glued { prefix.len() } else { 0 };
+        buf[..start].copy_from_slice(&prefix[..start]);
         let n = match from.read(&mut buf[start..]).await {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => 0,
@@ -53,11 +64,18 @@ pub async fn copy_half(
         if n == 0 {
             break;
         }
+        if !glued {
+            to.write_all(prefix).await?;
+        }
         to.write_all(&buf[..start + n]).await?;
         // A no-op on TCP; TLS and WebSocket channels may hold written bytes until flushed.
         to.flush().await?;
         total += n as u64;
-        start = 0;
+        let filled = start + n == buf.len();
+        prefix = &[];
+        if filled && big.is_empty() {
+            big = vec![0u8; COPY_BUF];
+        }
     }
     to.close().await?;
     Ok(total)
