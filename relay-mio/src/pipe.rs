@@ -10,6 +10,9 @@ use relay_core::client::{Client, ClientError};
 /// Size of each direction's copy buffer (GOST uses 32 KiB too).
 pub(crate) const COPY_BUF: usize = 32 * 1024;
 
+/// What a direction's buffer starts with (plus its extra room), before bulk data.
+const FIRST_BUF: usize = 2 * 1024;
+
 /// Reads one source may do per readiness turn before others get theirs (fairness: the unit is
 /// queued to continue on the loop's next turn).
 pub(crate) const READ_BUDGET: usize = 16;
@@ -24,7 +27,10 @@ pub(crate) const PREFIX_ROOM: usize = 4 * 1024;
 /// payload. They are dropped if the source ends first.
 #[derive(Debug)]
 pub(crate) struct Half {
-    buf: Box<[u8]>,
+    /// Starts small and grows once, to `full`, when a read fills it (bulk data): an idle
+    /// tunnel keeps only the small buffer.
+    buf: Vec<u8>,
+    full: usize,
     start: usize,
     end: usize,
     hold: usize,
@@ -65,10 +71,13 @@ impl std::fmt::Display for PipeError {
 }
 
 impl Half {
-    /// An empty direction with a copy buffer of `COPY_BUF + extra` bytes (allocated once, here).
+    /// An empty direction with a copy buffer of up to `COPY_BUF + extra` bytes: `FIRST_BUF +
+    /// extra` now, the rest when bulk data needs it (allocated at most twice).
     pub(crate) fn new(extra: usize) -> Half {
+        let full = COPY_BUF + extra;
         Half {
-            buf: vec![0; COPY_BUF + extra].into_boxed_slice(),
+            buf: vec![0; (FIRST_BUF + extra).min(full)],
+            full,
             start: 0,
             end: 0,
             hold: 0,
@@ -83,6 +92,9 @@ impl Half {
     /// Appends bytes to write (as many as fit; callers stay within `PREFIX_ROOM`). `held`
     /// bytes wait for more bytes from the source.
     pub(crate) fn push(&mut self, bytes: &[u8], held: bool) {
+        if self.buf.len() - (self.end - self.start) < bytes.len() {
+            self.grow();
+        }
         if self.start > 0 && self.buf.len() - self.end < bytes.len() {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -119,7 +131,17 @@ impl Half {
     /// Free tail to fill from another source (then [`Half::filled`]); empty when full.
     pub(crate) fn unfilled(&mut self) -> &mut [u8] {
         self.compact();
+        if self.end == self.buf.len() {
+            self.grow();
+        }
         &mut self.buf[self.end..]
+    }
+
+    /// Grows the buffer to its full size (once; later calls do nothing).
+    fn grow(&mut self) {
+        if self.buf.len() < self.full {
+            self.buf.resize(self.full, 0);
+        }
     }
 
     /// Marks `n` bytes of [`Half::unfilled`] as read from the source.
@@ -128,9 +150,9 @@ impl Half {
         self.bytes += n as u64;
     }
 
-    /// Room left for [`Half::push`].
+    /// Room left for [`Half::push`] (counting the growth still possible).
     pub(crate) fn space(&self) -> usize {
-        self.buf.len() - (self.end - self.start)
+        self.full - (self.end - self.start)
     }
 
     /// True when nothing is left to write and the destination is shut.
@@ -151,6 +173,9 @@ impl Half {
     pub(crate) fn read_from(&mut self, src: &mut TcpStream) -> io::Result<Option<usize>> {
         self.compact();
         if self.end == self.buf.len() {
+            self.grow();
+        }
+        if self.end == self.buf.len() {
             return Ok(None);
         }
         loop {
@@ -158,6 +183,10 @@ impl Half {
                 Ok(n) => {
                     self.end += n;
                     self.bytes += n as u64;
+                    if self.end == self.buf.len() {
+                        // The read filled the buffer: bulk data, read bigger from now on.
+                        self.grow();
+                    }
                     Ok(Some(n))
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
