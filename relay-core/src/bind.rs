@@ -386,3 +386,28 @@ mod tests {
         assert_eq!(r.stats().dropped_send, 2);
     }
 }
+
+/// What a remote-forwarding (rtcp/rudp) client reports as it goes, on either runtime (for logs,
+/// metrics and tests).
+// `Target` holds its domain inline (no allocation per event), as elsewhere.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteEvent {
+    /// The server accepted a bind and listens at `bound` (the address in its response).
+    Bound {
+        /// The server's listening address, if it said.
+        bound: Option<Target>,
+    },
+    /// A bind attempt failed; the next is in `retry_in`.
+    BindFailed {
+        /// What went wrong (`ConnectionRefused`: the server refused the bind).
+        error: std::io::ErrorKind,
+        /// Delay before the next attempt.
+        retry_in: Duration,
+    },
+    /// An established bind ended; the next attempt is in `retry_in`.
+    SessionEnded {
+        /// Delay before the next attempt.
+        retry_in: Duration,
+    },
+}

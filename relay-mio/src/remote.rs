@@ -27,28 +27,7 @@ use crate::forward::queue_requests;
 use crate::mux::{MuxLink, StreamPipe};
 use crate::pipe::{Half, PREFIX_ROOM, READ_BUDGET};
 
-/// What a remote-forwarding service reports as it goes (for logs, metrics and tests).
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RemoteEvent {
-    /// The server accepted a bind and listens at `bound` (the address in its response).
-    Bound {
-        /// The server's listening address, if it said.
-        bound: Option<Target>,
-    },
-    /// A bind attempt failed; the next is in `retry_in`.
-    BindFailed {
-        /// What went wrong (`ConnectionRefused`: the server refused the bind).
-        error: io::ErrorKind,
-        /// Delay before the next attempt.
-        retry_in: Duration,
-    },
-    /// An established bind ended; the next attempt is in `retry_in`.
-    SessionEnded {
-        /// Delay before the next attempt.
-        retry_in: Duration,
-    },
-}
+pub use relay_core::bind::RemoteEvent;
 
 /// Settings of [`crate::EventLoop::add_rtcp`] and [`crate::EventLoop::add_rudp`].
 #[derive(Debug, Clone)]
