@@ -380,6 +380,18 @@ fn wait_udp(addr: SocketAddr) -> Res<()> {
     Err(format!("no UDP echo through {addr} after 5 s"))
 }
 
+/// Waits until something holds UDP port `addr` (a QUIC listener, which echoes nothing).
+fn wait_udp_bound(addr: SocketAddr) -> Res<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if UdpSocket::bind(addr).is_err() {
+            return Ok(());
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    Err(format!("nothing listens on {addr}/udp after 5 s"))
+}
+
 fn start_socat(socat: &str, t: &Targets, dir: &Path) -> Res<System> {
     let mut pids = Vec::new();
     let mut pair = |proto: &str, target: SocketAddr, tag: &str| -> Res<SocketAddr> {
@@ -424,6 +436,9 @@ fn start_socat(socat: &str, t: &Targets, dir: &Path) -> Res<System> {
 }
 
 /// A relay server and a client forwarder in front of it; returns (client pid, server pid).
+/// The idle-memory test holds more tunnels than relay's default connection cap (8192).
+const NO_ADMISSION_CAP: &str = "maxConns=65536";
+
 fn start_relay_pair(
     relay: &Path,
     runtime: &str,
@@ -435,11 +450,11 @@ fn start_relay_pair(
     let sport = free_port()?;
     let mut c = Command::new(relay);
     c.args(["-runtime", runtime, "-L"])
-        .arg(format!("{scheme}://127.0.0.1:{sport}"));
+        .arg(format!("{scheme}://127.0.0.1:{sport}?{NO_ADMISSION_CAP}"));
     let slog = dir.join(format!("relay-{tag}-{runtime}-server.log"));
     let server = spawn(c, &slog)?;
     if scheme.ends_with("quic") {
-        wait_udp(local(sport))?;
+        wait_udp_bound(local(sport))?;
     } else {
         wait_tcp(local(sport), Some((server, &slog)))?;
     }
@@ -447,9 +462,9 @@ fn start_relay_pair(
     c.args(["-runtime", runtime]);
     for (proto, port, target) in forwards {
         let query = if *proto == "udp" {
-            "?keepalive=true"
+            "?keepalive=true".to_string()
         } else {
-            ""
+            format!("?{NO_ADMISSION_CAP}")
         };
         c.arg("-L")
             .arg(format!("{proto}://127.0.0.1:{port}/{target}{query}"));
