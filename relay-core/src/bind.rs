@@ -363,20 +363,6 @@ mod tests {
     }
 
     #[test]
-    fn rebind_caps_and_short_sessions_continue() {
-        let s = Duration::from_secs;
-        let t = Instant::now();
-        let mut r = Rebind::new(RebindConfig::default());
-        let got: Vec<_> = (0..7).map(|_| r.bind_failed(t)).collect();
-        assert_eq!(got, [s(1), s(2), s(4), s(8), s(16), s(30), s(30)]);
-        r.established(t);
-        assert_eq!(r.session_ended(t + s(1)), s(30)); // died young: no reset
-        r.established(t);
-        assert_eq!(r.session_ended(t + s(10)), s(1));
-        assert_eq!(r.bind_failed(t), s(2));
-    }
-
-    #[test]
     fn udp_relay_send_errors() {
         let mut r = UdpRelay::new(0);
         assert_eq!(r.max_payload(), 1);

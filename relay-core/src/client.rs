@@ -79,7 +79,7 @@ impl fmt::Display for ClientError {
 impl std::error::Error for ClientError {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Awaiting {
+enum Progress {
     Response,
     Done,
     Failed(ClientError),
@@ -91,7 +91,7 @@ pub struct Client {
     request_len: usize,
     sent: bool,
     immediate: bool,
-    awaiting: Awaiting,
+    progress: Progress,
 }
 
 impl fmt::Debug for Client {
@@ -99,7 +99,7 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("request", &&self.request[..self.request_len])
             .field("sent", &self.sent)
-            .field("awaiting", &self.awaiting)
+            .field("progress", &self.progress)
             .finish()
     }
 }
@@ -186,7 +186,7 @@ impl Client {
             request_len,
             sent: false,
             immediate,
-            awaiting: Awaiting::Response,
+            progress: Progress::Response,
         })
     }
 
@@ -224,7 +224,7 @@ impl Client {
     /// and how many bytes it occupied (the rest is payload). A refusal is an error, and stays one
     /// on later calls.
     pub fn handle_response(&mut self, buf: &[u8]) -> Result<Decoded<ClientEvent>, ClientError> {
-        if let Awaiting::Failed(e) = self.awaiting {
+        if let Progress::Failed(e) = self.progress {
             return Err(e);
         }
         let decoded = Response::decode(buf).map_err(|e| self.fail(ClientError::Malformed(e)))?;
@@ -235,7 +235,7 @@ impl Client {
         if value.status != Status::OK {
             return Err(self.fail(ClientError::Rejected(value.status)));
         }
-        self.awaiting = Awaiting::Done;
+        self.progress = Progress::Done;
         let bound = value.features.addr().map(|a| Target::from_address(&a));
         Ok(Decoded::Complete {
             value: ClientEvent::Established { bound },
@@ -246,20 +246,20 @@ impl Client {
     /// The downstream ended. Before an OK response that is an error ([`ClientError::Closed`], or
     /// the refusal already seen); after one it is the normal end of the tunnel (`None`).
     pub fn handle_eof(&mut self) -> Option<ClientError> {
-        match self.awaiting {
-            Awaiting::Done => None,
-            Awaiting::Failed(e) => Some(e),
-            Awaiting::Response => Some(self.fail(ClientError::Closed)),
+        match self.progress {
+            Progress::Done => None,
+            Progress::Failed(e) => Some(e),
+            Progress::Response => Some(self.fail(ClientError::Closed)),
         }
     }
 
     /// True once an OK response has been read.
     pub fn is_established(&self) -> bool {
-        self.awaiting == Awaiting::Done
+        self.progress == Progress::Done
     }
 
     fn fail(&mut self, e: ClientError) -> ClientError {
-        self.awaiting = Awaiting::Failed(e);
+        self.progress = Progress::Failed(e);
         e
     }
 }
