@@ -1,8 +1,6 @@
 //! The client and server handshakes allocate nothing: a counting global allocator sees zero
 //! allocations from building a request to the data phase on both sides.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,37 +8,15 @@ use relay_core::client::Client;
 use relay_core::server::{Server, ServerConfig, ServerOutput, Transport};
 use relay_core::{Address, Decoded};
 
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls on this thread.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocations<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    let before = ALLOCS.with(Cell::get);
-    let r = f();
-    (r, ALLOCS.with(Cell::get) - before)
-}
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::allocations;
 
 #[test]
 fn handshakes_allocate_nothing() {
     let config = Arc::new(ServerConfig::default());
     let now = Instant::now();
-    let (_, n) = allocations(|| {
+    let (n, ()) = allocations(|| {
         let target = Address::parse("example.com:443").unwrap();
         let mut client =
             Client::connect(Transport::Tcp, &target, Some((b"user", b"pass")), false).unwrap();

@@ -74,10 +74,15 @@ impl Route {
         target: &Address<'_>,
         deadline: Option<Instant>,
     ) -> io::Result<BoxStream> {
-        let plan = lock(&self.chain)
-            .plan(Instant::now(), transport, target)
-            .map_err(io::Error::other)?;
-        open(&self.chain, &self.dialers, plan, deadline).await
+        connect_with(
+            &self.chain,
+            &self.dialers,
+            transport,
+            target,
+            deadline,
+            false,
+        )
+        .await
     }
 
     /// Like [`connect_confirmed`], each node reached over its own channel.
@@ -87,10 +92,15 @@ impl Route {
         target: &Address<'_>,
         deadline: Option<Instant>,
     ) -> io::Result<BoxStream> {
-        let plan = lock(&self.chain)
-            .plan(Instant::now(), transport, target)
-            .map_err(io::Error::other)?;
-        open_confirmed(&self.chain, &self.dialers, plan, deadline).await
+        connect_with(
+            &self.chain,
+            &self.dialers,
+            transport,
+            target,
+            deadline,
+            true,
+        )
+        .await
     }
 
     /// Like [`bind`], each node reached over its own channel.
@@ -100,10 +110,7 @@ impl Route {
         listen: &Address<'_>,
         deadline: Option<Instant>,
     ) -> io::Result<(BoxStream, Option<Target>)> {
-        let plan = lock(&self.chain)
-            .plan_bind(Instant::now(), transport, listen)
-            .map_err(io::Error::other)?;
-        open_bind(&self.chain, &self.dialers, plan, deadline).await
+        bind_with(&self.chain, &self.dialers, transport, listen, deadline).await
     }
 }
 
@@ -117,10 +124,15 @@ pub async fn connect(
     target: &Address<'_>,
     deadline: Option<Instant>,
 ) -> io::Result<BoxStream> {
-    let plan = lock(chain)
-        .plan(Instant::now(), transport, target)
-        .map_err(io::Error::other)?;
-    open(chain, &Dialers::default(), plan, deadline).await
+    connect_with(
+        chain,
+        &Dialers::default(),
+        transport,
+        target,
+        deadline,
+        false,
+    )
+    .await
 }
 
 /// Like [`connect`], but when the last hop's request goes out at once (its node has
@@ -135,10 +147,15 @@ pub async fn connect_confirmed(
     target: &Address<'_>,
     deadline: Option<Instant>,
 ) -> io::Result<BoxStream> {
-    let plan = lock(chain)
-        .plan(Instant::now(), transport, target)
-        .map_err(io::Error::other)?;
-    open_confirmed(chain, &Dialers::default(), plan, deadline).await
+    connect_with(
+        chain,
+        &Dialers::default(),
+        transport,
+        target,
+        deadline,
+        true,
+    )
+    .await
 }
 
 /// Like [`connect`], with a BIND (remote forwarding) for the last hop, and it waits for the
@@ -151,33 +168,28 @@ pub async fn bind(
     listen: &Address<'_>,
     deadline: Option<Instant>,
 ) -> io::Result<(BoxStream, Option<Target>)> {
-    let plan = lock(chain)
-        .plan_bind(Instant::now(), transport, listen)
-        .map_err(io::Error::other)?;
-    open_bind(chain, &Dialers::default(), plan, deadline).await
+    bind_with(chain, &Dialers::default(), transport, listen, deadline).await
 }
 
 fn lock(chain: &Mutex<Chain>) -> std::sync::MutexGuard<'_, Chain> {
     chain.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn open(
+/// Plans a route to `target` now and opens it; `confirm` waits for the last hop's response when
+/// its request goes out at once (see [`connect_confirmed`]).
+async fn connect_with(
     chain: &Mutex<Chain>,
     dialers: &Dialers,
-    plan: RoutePlan,
+    transport: Transport,
+    target: &Address<'_>,
     deadline: Option<Instant>,
+    confirm: bool,
 ) -> io::Result<BoxStream> {
-    Ok(Box::new(open_layers(chain, dialers, plan, deadline).await?))
-}
-
-async fn open_confirmed(
-    chain: &Mutex<Chain>,
-    dialers: &Dialers,
-    plan: RoutePlan,
-    deadline: Option<Instant>,
-) -> io::Result<BoxStream> {
+    let plan = lock(chain)
+        .plan(Instant::now(), transport, target)
+        .map_err(io::Error::other)?;
     let mut layer = open_layers(chain, dialers, plan, deadline).await?;
-    if layer.is_immediate() {
+    if confirm && layer.is_immediate() {
         match channel::before(deadline, layer.response()).await {
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                 log::debug!("no relay response before the deadline: going on without it");
@@ -189,12 +201,17 @@ async fn open_confirmed(
     Ok(Box::new(layer))
 }
 
-async fn open_bind(
+/// Plans a BIND route now, opens it and waits for the last hop's response.
+async fn bind_with(
     chain: &Mutex<Chain>,
     dialers: &Dialers,
-    plan: RoutePlan,
+    transport: Transport,
+    listen: &Address<'_>,
     deadline: Option<Instant>,
 ) -> io::Result<(BoxStream, Option<Target>)> {
+    let plan = lock(chain)
+        .plan_bind(Instant::now(), transport, listen)
+        .map_err(io::Error::other)?;
     let work = async {
         let mut layer = open_layers(chain, dialers, plan, deadline).await?;
         let bound = layer.response().await?;

@@ -180,10 +180,11 @@ pub async fn serve_udp_forward(
     options: UdpForwardOptions,
 ) -> io::Result<()> {
     let sessions: Arc<Mutex<HashMap<SocketAddr, Sender<Vec<u8>>>>> = Arc::default();
+    let pool = Arc::new(BufPool::default());
     let mut buf = vec![0u8; options.read_buffer_size.max(1)];
     loop {
         let (n, peer) = socket.recv_from(&mut buf).await?;
-        let datagram = buf[..n].to_vec();
+        let datagram = pool.take(&buf[..n]);
         let existing = sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -202,9 +203,10 @@ pub async fn serve_udp_forward(
             .unwrap_or_else(|p| p.into_inner())
             .insert(peer, tx);
         let (socket, config, sessions) = (socket.clone(), config.clone(), sessions.clone());
+        let pool = pool.clone();
         smol::spawn(async move {
             let target = config.pick();
-            if let Err(e) = udp_session(&socket, peer, rx, &config, &target, options).await {
+            if let Err(e) = udp_session(&socket, peer, rx, &pool, &config, &target, options).await {
                 log::info!("udp {peer} -> {target}: {e}");
             }
             sessions
@@ -216,10 +218,41 @@ pub async fn serve_udp_forward(
     }
 }
 
+/// Datagram buffers handed from the forwarder's socket to its per-peer sessions and back, so
+/// that a steady flow of datagrams allocates nothing. Bounded: at most `MAX` idle buffers.
+#[derive(Debug, Default)]
+struct BufPool(Mutex<Vec<Vec<u8>>>);
+
+impl BufPool {
+    const MAX: usize = 256;
+
+    /// A buffer holding a copy of `bytes` (a recycled one when available).
+    fn take(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut v = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_default();
+        v.clear();
+        v.extend_from_slice(bytes);
+        v
+    }
+
+    /// Returns a buffer for reuse.
+    fn give(&self, v: Vec<u8>) {
+        let mut idle = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < Self::MAX {
+            idle.push(v);
+        }
+    }
+}
+
 async fn udp_session(
     socket: &UdpSocket,
     peer: SocketAddr,
     rx: Receiver<Vec<u8>>,
+    pool: &BufPool,
     config: &ForwardConfig,
     target: &Target,
     options: UdpForwardOptions,
@@ -234,6 +267,7 @@ async fn udp_session(
     let up = async {
         while let Ok(d) = rx.recv().await {
             send.send(&d).await?;
+            pool.give(d);
         }
         io::Result::Ok(())
     };
