@@ -50,6 +50,30 @@ pub(crate) struct Ctx<'a> {
     pub bind: BindOptions,
 }
 
+impl<'a> Ctx<'a> {
+    /// The context of one unit for one turn, with no service state attached yet.
+    fn new(
+        registry: &'a Registry,
+        resolver: &'a Resolver,
+        token: Token,
+        key: usize,
+        serial: u64,
+        now: Instant,
+    ) -> Ctx<'a> {
+        Ctx {
+            registry,
+            resolver,
+            token,
+            key,
+            serial,
+            now,
+            forward: None,
+            chain: None,
+            bind: BindOptions::default(),
+        }
+    }
+}
+
 enum Service {
     Relay {
         config: Arc<ServerConfig>,
@@ -575,17 +599,7 @@ impl Driver {
             }
             Unit::Relay(conn) => {
                 let svc = conn.svc();
-                let mut ctx = Ctx {
-                    registry: &self.registry,
-                    resolver: &self.resolver,
-                    token,
-                    key,
-                    serial,
-                    now,
-                    forward: None,
-                    chain: None,
-                    bind: BindOptions::default(),
-                };
+                let mut ctx = Ctx::new(&self.registry, &self.resolver, token, key, serial, now);
                 if let Some(Service::Relay {
                     forward,
                     chain,
@@ -604,17 +618,7 @@ impl Driver {
                 }
             }
             Unit::Forward(conn) => {
-                let mut ctx = Ctx {
-                    registry: &self.registry,
-                    resolver: &self.resolver,
-                    token,
-                    key,
-                    serial,
-                    now,
-                    forward: None,
-                    chain: None,
-                    bind: BindOptions::default(),
-                };
+                let mut ctx = Ctx::new(&self.registry, &self.resolver, token, key, serial, now);
                 let Service::TcpForward { chain, .. } = &mut self.services[conn.svc()] else {
                     return;
                 };
@@ -624,17 +628,7 @@ impl Driver {
                 }
             }
             Unit::Entry(conn) => {
-                let mut ctx = Ctx {
-                    registry: &self.registry,
-                    resolver: &self.resolver,
-                    token,
-                    key,
-                    serial,
-                    now,
-                    forward: None,
-                    chain: None,
-                    bind: BindOptions::default(),
-                };
+                let mut ctx = Ctx::new(&self.registry, &self.resolver, token, key, serial, now);
                 if let Some(Service::Entry { chain, .. }) = self.services.get_mut(conn.svc()) {
                     ctx.chain = chain.as_mut();
                 }
@@ -645,17 +639,7 @@ impl Driver {
                 }
             }
             Unit::Remote(conn) => {
-                let mut ctx = Ctx {
-                    registry: &self.registry,
-                    resolver: &self.resolver,
-                    token,
-                    key,
-                    serial,
-                    now,
-                    forward: None,
-                    chain: None,
-                    bind: BindOptions::default(),
-                };
+                let mut ctx = Ctx::new(&self.registry, &self.resolver, token, key, serial, now);
                 let Some(Service::Remote { chain }) = self.services.get_mut(conn.svc()) else {
                     return;
                 };
@@ -665,17 +649,7 @@ impl Driver {
                 }
             }
             Unit::Session { svc, session } => {
-                let mut ctx = Ctx {
-                    registry: &self.registry,
-                    resolver: &self.resolver,
-                    token,
-                    key,
-                    serial,
-                    now,
-                    forward: None,
-                    chain: None,
-                    bind: BindOptions::default(),
-                };
+                let mut ctx = Ctx::new(&self.registry, &self.resolver, token, key, serial, now);
                 let Service::UdpForward { chain, .. } = &mut self.services[*svc] else {
                     return;
                 };
@@ -778,17 +752,14 @@ impl Driver {
         let entry = self.units.vacant_entry();
         let key = entry.key();
         self.serial += 1;
-        let ctx = Ctx {
-            registry: &self.registry,
-            resolver: &self.resolver,
-            token: Token(self.base + 1 + key),
+        let ctx = Ctx::new(
+            &self.registry,
+            &self.resolver,
+            Token(self.base + 1 + key),
             key,
-            serial: self.serial,
+            self.serial,
             now,
-            forward: None,
-            chain: None,
-            bind: BindOptions::default(),
-        };
+        );
         match unit(&ctx) {
             Ok(unit) => {
                 entry.insert(Slot {
